@@ -1,0 +1,168 @@
+"""Path constraints to file lists, with the semantics of osquery's own `file` table.
+
+- `path = '/x'` (and each `IN` value): that file, reported even when it is not a candidate.
+- `path LIKE '/dir/%'`: entries one level down; `%` may also stand in middle components
+  (`/Users/%/Library/%.dylib`), `_` matches one character.
+- `path LIKE '/dir/%%'`: everything below /dir, recursively (bounded; symlinked directories are
+  not followed, so a link loop cannot make the walk endless).
+- `directory = '/dir'`: the entries of /dir.
+Pattern and directory expansions skip directories; the caller decides what to do with other
+non-candidates (e.g. a file that is not Mach-O) because only it knows what a candidate is.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..tables.base import Op, QueryContext
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on files one query may expand to (a runaway `%%` on `/` stops here, logged).
+MAX_FILES = 200_000
+#: Upper bound on directory depth for `%%`.
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PathRequest:
+    """A file to inspect; `explicit` when the query named it (report even a non-candidate)."""
+
+    path: str
+    explicit: bool
+
+
+def like_to_glob(pattern: str) -> tuple[str, bool]:
+    """Translate an osquery path LIKE pattern to a glob; the flag says `%%` asked for recursion."""
+    recursive = pattern.endswith("%%")
+    if recursive:
+        pattern = pattern[:-2]
+    out: list[str] = []
+    for ch in pattern:
+        if ch == "%":
+            out.append("*")
+        elif ch == "_":
+            out.append("?")
+        else:
+            out.append(glob.escape(ch))
+    return "".join(out), recursive
+
+
+def _walk(root: str, budget: list[int]) -> Iterator[str]:
+    """Every non-directory entry below root, depth-first, bounded by depth and by budget[0]."""
+    stack: list[tuple[str, int]] = [(root, 0)]
+    while stack:
+        top, depth = stack.pop()
+        try:
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            log.debug("cannot list %s: %s", top, exc)
+            continue
+        subdirs: list[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if depth + 1 < MAX_DEPTH:
+                    subdirs.append(entry.path)
+                continue
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            yield entry.path
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return os.path.isdir(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _expand_like(pattern: str, budget: list[int]) -> Iterator[str]:
+    globbed, recursive = like_to_glob(pattern)
+    if recursive:
+        # "/dir/%%" walks every directory the prefix glob names; "/dir/lib%%" also matches files.
+        for base in sorted(glob.iglob(globbed + "*" if not globbed.endswith("/") else globbed)):
+            if base.endswith("/") or _is_dir(base):
+                yield from _walk(base.rstrip("/") or "/", budget)
+            elif budget[0] > 0:
+                budget[0] -= 1
+                yield base
+            if budget[0] <= 0:
+                return
+        return
+    for hit in sorted(glob.iglob(globbed)):
+        if _is_dir(hit):
+            continue
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        yield hit
+
+
+def _list_dir(directory: str, budget: list[int]) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        log.info("cannot list directory %s: %s", directory, exc)
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                continue
+        except OSError:
+            pass
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        yield entry.path
+
+
+def expand_paths(
+    ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory", limit: int = MAX_FILES
+) -> Iterator[PathRequest]:
+    """Files named by the query's path and directory constraints, de-duplicated, bounded."""
+    seen: set[str] = set()
+    budget = [limit]
+
+    def emit(path: str, explicit: bool) -> Iterator[PathRequest]:
+        if path and path not in seen:
+            seen.add(path)
+            yield PathRequest(path, explicit)
+
+    for path in ctx.equals(path_column):
+        yield from emit(path, True)
+    for pattern in ctx.like(path_column):
+        for hit in _expand_like(pattern, budget):
+            yield from emit(hit, False)
+    for directory in ctx.equals(directory_column):
+        for hit in _list_dir(directory, budget):
+            yield from emit(hit, False)
+    for pattern in ctx.get(directory_column, Op.LIKE):
+        globbed, recursive = like_to_glob(pattern)
+        for d in sorted(glob.iglob(globbed)):
+            if not _is_dir(d):
+                continue
+            for hit in _walk(d, budget) if recursive else _list_dir(d, budget):
+                yield from emit(hit, False)
+    if budget[0] <= 0:
+        log.warning("path expansion stopped at %d files; narrow the path constraint", limit)
+
+
+def has_path_constraint(ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory") -> bool:
+    return bool(
+        ctx.equals(path_column)
+        or ctx.like(path_column)
+        or ctx.equals(directory_column)
+        or ctx.get(directory_column, Op.LIKE)
+    )
