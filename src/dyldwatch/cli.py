@@ -1,0 +1,153 @@
+"""The `dyldwatch` command: options in, calls out, rendering. No table or parser logic lives here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from . import __version__
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, *, title: str | None = None,
+           out: Any = None) -> int:
+    """Write rows as a rich table (people), a JSON array of objects (machines) or CSV; return the count."""
+    out = out or sys.stdout
+    count = 0
+    if fmt == "json":
+        out.write("[")
+        for count, row in enumerate(rows, 1):
+            out.write(("\n" if count == 1 else ",\n") + json.dumps(dict(zip(columns, row, strict=False)), default=str))
+        out.write("\n]\n" if count else "]\n")
+        return count
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for count, row in enumerate(rows, 1):
+            writer.writerow(["" if v is None else v for v in row])
+        return count
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    table = RichTable(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for count, row in enumerate(rows, 1):
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console = Console(file=out, width=None if out.isatty() else 200)
+    console.print(table)
+    console.print(f"{count} row{'s' if count != 1 else ''}", style="dim")
+    return count
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dyldwatch")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+def main(verbose: int) -> None:
+    """dyldwatch: see suspicious dynamic code loading on macOS and Linux.
+
+    Virtual tables for osquery (macho_load_commands, macho_info, dylib_provenance, rwx_regions,
+    process_images, applescript_info), the query packs that use them, and the tools to test and
+    ship both.
+
+    \b
+    Ask the tables directly, without osquery:
+      dyldwatch query "SELECT path, arch, cmd, name FROM macho_load_commands WHERE path = '/bin/ls'"
+    Run as an osquery extension (osqueryd passes these flags when it autoloads it):
+      dyldwatch extension --socket /var/osquery/osquery.em --timeout 3 --interval 3
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for people, json (an array of row objects) or csv for machines.")
+@click.option("--db", type=click.Path(exists=True, dir_okay=False),
+              help="Query a sample or snapshot database instead of this host (read-only).")
+def query(sql: str, fmt: str, db: str | None) -> None:
+    """Run SQL over dyldwatch's tables on this host, as osquery would.
+
+    Path-keyed tables need a path or directory constraint, like osquery's `file` table:
+    `path = '/x'`, `path LIKE '/dir/%'` (one level), `path LIKE '/dir/%%'` (recursive),
+    `directory = '/dir'`. Joins feed them: `... JOIN macho_info m ON m.path = f.path`.
+
+    \b
+    Examples:
+      dyldwatch query "SELECT path, arch, signature_type, team_id FROM macho_info WHERE directory = '/usr/lib'"
+      dyldwatch query --format json "SELECT * FROM rwx_regions"
+      dyldwatch query --db sample_dbs/baseline.db "SELECT name FROM processes"
+    """
+    import apsw
+
+    from .sql import connect, run_query
+    from .tables.base import TableUsageError
+
+    try:
+        conn = connect(db)
+        columns, rows = run_query(conn, sql)
+        render(columns, rows, fmt)
+    except TableUsageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except apsw.Error as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, TableUsageError):
+            raise click.ClickException(str(cause)) from exc
+        raise click.ClickException(f"SQL error: {exc}") from exc
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def tables(names: tuple[str, ...], fmt: str) -> None:
+    """Print the schema of dyldwatch's tables (all, or the ones named)."""
+    from .tables import TABLES, load_table
+
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise click.ClickException(f"unknown table {unknown[0]!r}; known: {', '.join(TABLES)}")
+    rows = []
+    for name in names or tuple(TABLES):
+        t = load_table(name)
+        for c in t.columns:
+            flags = [f.name.lower() for f in type(c.options) if f and f in c.options]
+            rows.append((t.name, ",".join(t.platforms), c.name, str(c.type), ",".join(flags), c.description))
+    render(("table", "platforms", "column", "type", "options", "description"), rows, fmt)
+
+
+@main.command()
+@click.option("--socket", "socket_path", required=True, help="osqueryd's extension manager socket.")
+@click.option("--timeout", type=float, default=3.0, show_default=True,
+              help="Seconds to wait for the manager socket to appear.")
+@click.option("--interval", type=float, default=3.0, show_default=True,
+              help="Seconds between pings of osqueryd; the extension exits when it stops answering.")
+@click.option("--verbose", is_flag=True, help="Log registration and every query to stderr.")
+def extension(socket_path: str, timeout: float, interval: float, verbose: bool) -> None:
+    """Serve the tables to osqueryd over Thrift (what extensions.load autoloads)."""
+    from .extension import run_extension
+
+    sys.exit(run_extension(socket_path, timeout, interval, verbose))
+
+
+def _add_optional_commands() -> None:
+    """Commands from modules that are optional in a slim build (packs, snapshot, packaging)."""
+    try:
+        from . import cli_packs
+    except ImportError:
+        return
+    for name in ("lint", "build", "validate", "snapshot"):
+        cmd = getattr(cli_packs, name, None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
+
+
+_add_optional_commands()

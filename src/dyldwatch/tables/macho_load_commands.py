@@ -1,0 +1,127 @@
+"""macho_load_commands: one row per load command per architecture slice.
+
+The cheap path of the Mach-O tables: it reads only the fat header and each slice's header and
+load-command area, so it can run over whole directories on a schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import ClassVar
+
+from ..host.files import FileSource
+from ..macho import LoadCommand, MachOSlice, in_shared_cache_path, resolve_install_name
+from .base import BIGINT, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
+from .machofiles import MachOScanner, ParsedFile
+
+DYLIB_COMMANDS = frozenset(
+    {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
+)
+NAMED_COMMANDS = DYLIB_COMMANDS | {"LC_ID_DYLIB", "LC_RPATH", "LC_LOAD_DYLINKER", "LC_ID_DYLINKER", "LC_DYLD_ENVIRONMENT"}
+#: Commands whose decoded fields are worth a JSON `details` value for analysts.
+_DETAIL_SKIP = frozenset({"sections"})
+
+
+def _details(cmd: LoadCommand) -> str | None:
+    data = {k: v for k, v in (cmd.data or {}).items() if k not in _DETAIL_SKIP}
+    if cmd.cmd_name in ("LC_SEGMENT", "LC_SEGMENT_64") and cmd.data:
+        data["nsects"] = len(cmd.data.get("sections") or ())
+    if not data:
+        return None
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _executable_path(path: str, sl: MachOSlice) -> str:
+    """@executable_path is the main program; for a library seen on its own we assume it is the loader."""
+    return path
+
+
+def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
+    directory = os.path.dirname(path)
+    rpaths = [c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name]
+    for cmd in sl.commands:
+        row: Row = {
+            "path": path,
+            "directory": directory,
+            "arch": sl.ref.arch,
+            "cmd_index": cmd.index,
+            "cmd": cmd.cmd_name,
+            "cmd_size": cmd.cmd_size,
+            "name": cmd.name if cmd.cmd_name in NAMED_COMMANDS else None,
+            "compatibility_version": cmd.compatibility_version,
+            "current_version": cmd.current_version,
+            "weak": 1 if cmd.weak else 0,
+            "details": _details(cmd),
+            "error": None,
+        }
+        if cmd.cmd_name in DYLIB_COMMANDS and cmd.name:
+            row["_resolve"] = (cmd.name, _executable_path(path, sl), path, tuple(rpaths))
+        elif cmd.cmd_name == "LC_RPATH" and cmd.name:
+            row["rpath_index"] = rpaths.index(cmd.name)
+        yield row
+
+
+def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
+    for sl in parsed.slices:
+        yield from slice_rows(src.path, sl)
+    if parsed.error:
+        yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
+
+
+def refresh(row: Row) -> Row:
+    """Resolve a dylib reference against the file system as it is now (never from cache)."""
+    spec = row.get("_resolve")
+    if spec is None:
+        return row
+    name, executable_path, loader_path, rpaths = spec
+    resolved, exists = resolve_install_name(
+        name, executable_path=executable_path, loader_path=loader_path, rpaths=list(rpaths), exists=os.path.exists
+    )
+    out = dict(row)
+    del out["_resolve"]
+    out["resolved_path"] = resolved
+    out["resolved_exists"] = 1 if exists else 0
+    out["in_shared_cache"] = 1 if (resolved and not exists and in_shared_cache_path(resolved)) else 0
+    return out
+
+
+SCANNER = MachOScanner("macho_load_commands", rows_for, refresh)
+
+
+class MachoLoadCommandsTable(Table):
+    name: ClassVar[str] = "macho_load_commands"
+    description: ClassVar[str] = (
+        "Load commands of Mach-O files, one row per command per architecture slice, with dylib "
+        "references resolved (@executable_path, @loader_path, @rpath in LC_RPATH order). Needs a "
+        "path or directory constraint, like the file table."
+    )
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("path", TEXT, "Path of the Mach-O file", REQUIRED),
+        Column("directory", TEXT, "Directory of the file", REQUIRED),
+        Column("arch", TEXT, "Architecture of the slice (x86_64, arm64, arm64e, …)"),
+        Column("cmd_index", INTEGER, "Position of the command in the slice's load commands (0-based)"),
+        Column("cmd", TEXT, "Command name, e.g. LC_LOAD_DYLIB (unknown ones as LC_0x…)"),
+        Column("cmd_size", INTEGER, "cmdsize of the command in bytes"),
+        Column("name", TEXT, "Dylib install name, rpath, or dylinker path the command names"),
+        Column("compatibility_version", TEXT, "Dylib compatibility version (X.Y.Z)"),
+        Column("current_version", TEXT, "Dylib current version (X.Y.Z)"),
+        Column("weak", INTEGER, "1 for LC_LOAD_WEAK_DYLIB: dyld runs on when the library is missing"),
+        Column("resolved_path", TEXT, "Where dyld would look for the dylib, after @-path and @rpath expansion"),
+        Column("resolved_exists", INTEGER, "1 when resolved_path exists on disk now"),
+        Column("in_shared_cache", INTEGER,
+               "1 when resolved_path is absent on disk but a system path that macOS 11+ serves from the dyld shared cache"),
+        Column("rpath_index", INTEGER, "For LC_RPATH: its position in the search order (0 is searched first)"),
+        Column("details", TEXT, "Decoded fields of the command as JSON (uuid, versions, offsets, segment …)"),
+        Column("error", TEXT, "Why the file or part of it could not be read or parsed"),
+    )
+    examples: ClassVar[tuple[str, ...]] = (
+        "SELECT arch, cmd, name, resolved_path, resolved_exists FROM macho_load_commands "
+        "WHERE path = '/Applications/Slack.app/Contents/MacOS/Slack' AND cmd LIKE 'LC_LOAD%'",
+        "SELECT path, name FROM macho_load_commands WHERE path LIKE '/Users/%/Library/%%' "
+        "AND cmd = 'LC_LOAD_WEAK_DYLIB' AND resolved_exists = 0",
+    )
+
+    def generate(self, ctx: QueryContext) -> Iterator[Row]:
+        return SCANNER.scan(ctx)

@@ -1,0 +1,69 @@
+"""Path constraints expand like osquery's file table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dyldwatch.host import paths
+from dyldwatch.host.paths import expand_paths, like_to_glob
+from dyldwatch.tables.base import Op, QueryContext
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    for rel in ["a/one.dylib", "a/two.dylib", "a/sub/three.dylib", "a/sub/deep/four.dylib", "b/[x].dylib", "b/50%.dylib"]:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "sub" / "loop")  # a directory link loop
+    return tmp_path
+
+
+def paths_for(**cons: list[tuple[int, str]]) -> list[str]:
+    return [r.path for r in expand_paths(QueryContext.build(cons))]
+
+
+def test_like_percent_is_one_level(tree: Path) -> None:
+    got = paths_for(path=[(Op.LIKE, f"{tree}/a/%")])
+    assert got == [f"{tree}/a/one.dylib", f"{tree}/a/two.dylib"]
+
+
+def test_double_percent_is_recursive_and_does_not_follow_link_loops(tree: Path) -> None:
+    got = paths_for(path=[(Op.LIKE, f"{tree}/a/%%")])
+    assert f"{tree}/a/sub/deep/four.dylib" in got and f"{tree}/a/sub/three.dylib" in got
+    assert not any("/loop/" in p for p in got)
+    assert len(got) == len(set(got))
+
+
+def test_percent_in_middle_component(tree: Path) -> None:
+    got = paths_for(path=[(Op.LIKE, f"{tree}/%/%.dylib")])
+    assert f"{tree}/a/one.dylib" in got and f"{tree}/b/[x].dylib" in got
+    assert f"{tree}/a/sub/three.dylib" not in got
+
+
+def test_glob_metacharacters_in_names_are_literal(tree: Path) -> None:
+    assert paths_for(path=[(Op.LIKE, f"{tree}/b/[x]%")]) == [f"{tree}/b/[x].dylib"]
+    assert like_to_glob("/a/[b]/%")[0] == "/a/[[]b]/*"
+
+
+def test_directory_lists_entries_and_equals_is_explicit(tree: Path) -> None:
+    reqs = list(expand_paths(QueryContext.build({"directory": [(Op.EQUALS, f"{tree}/a")],
+                                                 "path": [(Op.EQUALS, "/nonexistent")]})))
+    assert reqs[0].path == "/nonexistent" and reqs[0].explicit
+    assert {r.path for r in reqs[1:]} == {f"{tree}/a/one.dylib", f"{tree}/a/two.dylib"}
+    assert not any(r.explicit for r in reqs[1:])
+
+
+def test_expansion_is_bounded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    got = list(expand_paths(QueryContext.build({"path": [(Op.LIKE, f"{tree}/%%")]}), limit=3))
+    assert len(got) == 3
+    monkeypatch.setattr(paths, "MAX_DEPTH", 2)
+    got = paths_for(path=[(Op.LIKE, f"{tree}/a/%%")])
+    assert f"{tree}/a/sub/deep/four.dylib" not in got and f"{tree}/a/sub/three.dylib" in got
+
+
+def test_unlistable_directory_yields_nothing_quietly(tmp_path: Path) -> None:
+    assert paths_for(directory=[(Op.EQUALS, str(tmp_path / "missing"))]) == []
