@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= $(or $(DYLDWATCH_CORPUS),$(HOME)/.cache/dyldwatch-corpus)
 export DYLDWATCH_CORPUS := $(CORPUS)
 
-.PHONY: install corpus demo test test-all lint bench fuzz clean
+.PHONY: install corpus demo test lint bench fuzz thrift clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,13 @@ bench: install corpus
 
 fuzz: install corpus
 	$(PY) bench/fuzz_macho.py --inputs 100000
+
+# Regenerate the Thrift bindings from our IDL (needs the `thrift` compiler, Debian package thrift-compiler).
+thrift:
+	rm -rf build/thrift && mkdir -p build/thrift
+	thrift --gen py -out build/thrift src/dyldwatch/protocol/osquery_extension.thrift
+	rm -rf src/dyldwatch/protocol/wire && cp -r build/thrift/dyldwatch/protocol/wire src/dyldwatch/protocol/wire
+	rm -f src/dyldwatch/protocol/wire/*-remote
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

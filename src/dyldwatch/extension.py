@@ -1,7 +1,10 @@
 """The osquery extension: our tables as Thrift table plugins, registered with osqueryd.
 
-We use only the Thrift classes generated from osquery.thrift (shipped in the `osquery` package)
-and build the plugin adapter ourselves, because the package's own adapter sends every column
+We speak osquery's Thrift protocol through bindings generated from our own IDL
+(protocol/osquery_extension.thrift): the `osquery` package's generated classes predate the spec
+format of thrift's C extension, so they cannot use the accelerated protocol. The tests' fake
+osqueryd uses the package's classes, which shows the two agree on the wire. We also build the
+plugin adapter ourselves, because the package's own adapter sends every column
 with `"op": "0"` (so osquery never enforces REQUIRED/INDEX), indexes rows as a list (generators
 fail), lets an exception in `generate` escape into the Thrift server, and raises on an unknown
 action. Here a failing `generate` becomes a failed ExtensionStatus and the extension keeps serving.
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -34,8 +36,8 @@ MIN_SDK_VERSION = "1.8.0"
 
 
 def _thrift():
-    """Import the generated osquery Thrift modules (kept lazy: the CLI's other commands don't need them)."""
-    from osquery.extensions import Extension, ExtensionManager, ttypes
+    """Import the generated Thrift modules (kept lazy: the CLI's other commands don't need them)."""
+    from .protocol.wire import Extension, ExtensionManager, ttypes
 
     return Extension, ExtensionManager, ttypes
 
@@ -158,8 +160,9 @@ class ExtensionRuntime:
     """Registers with osqueryd, serves our socket, and exits when osqueryd goes away."""
 
     def __init__(self, socket_path: str, *, timeout: float = 3.0, interval: float = 3.0,
-                 tables: Iterable[type[Table]] | None = None) -> None:
+                 tables: Iterable[type[Table]] | None = None, terminate: Any = None) -> None:
         self.socket_path = socket_path
+        self.terminate = terminate or os._exit  # tests embedding a runtime pass their own
         self.timeout = timeout
         self.interval = max(interval, 0.1)
         self.handler = ExtensionHandler(tables if tables is not None else all_tables(), on_shutdown=self.exit)
@@ -208,11 +211,23 @@ class ExtensionRuntime:
 
         def _later() -> None:
             time.sleep(0.2)
+            self.stop_serving()
             self.cleanup()
             logging.shutdown()
-            os._exit(code)
+            self.terminate(code)
 
         threading.Thread(target=_later, daemon=True).start()
+
+    def stop_serving(self) -> None:
+        """Wake the accept loop (shutdown does on Linux and macOS; close alone does not)."""
+        sock = getattr(self, "server_socket", None)
+        handle = getattr(sock, "handle", None)
+        if handle is not None:
+            try:
+                handle.shutdown(2)
+            except OSError:
+                pass
+            sock.close()
 
     def cleanup(self) -> None:
         if self.server_path:
@@ -222,24 +237,44 @@ class ExtensionRuntime:
                 pass
 
     def serve(self) -> None:
-        from thrift.server import TServer
-
+        """Register, then answer osqueryd on our socket until osqueryd goes away or asks us to stop."""
         Extension, _, _ = _thrift()
         self.register()
         assert self.server_path is not None
         server_socket = TSocket.TServerSocket(unix_socket=self.server_path)
-        server = TServer.TThreadedServer(
-            Extension.Processor(self.handler), server_socket,
-            TTransport.TBufferedTransportFactory(), protocol_factory(), daemon=True,
-        )
+        server_socket.listen()
+        self.server_socket = server_socket
+        processor = Extension.Processor(self.handler)
+        pfactory = protocol_factory()
         threading.Thread(target=self.watch, name="manager-watch", daemon=True).start()
         try:
-            server.serve()
-        except (OSError, socket.error) as exc:  # the listening socket was closed under us
-            if not self._exiting.is_set():
-                raise ConnectionError(f"extension socket failed: {exc}") from exc
+            while not self._exiting.is_set():
+                try:
+                    client = server_socket.accept()
+                except (OSError, TTransport.TTransportException):
+                    if self._exiting.is_set() or server_socket.handle is None:
+                        break
+                    raise
+                if client is None:
+                    break
+                threading.Thread(target=self._serve_client, args=(processor, pfactory, client), daemon=True).start()
         finally:
             self.cleanup()
+
+    @staticmethod
+    def _serve_client(processor: Any, pfactory: Any, client: Any) -> None:
+        """One osqueryd connection: calls in order until it hangs up."""
+        transport = TTransport.TBufferedTransport(client)
+        proto = pfactory.getProtocol(transport)
+        try:
+            while True:
+                processor.process(proto, proto)
+        except (TTransport.TTransportException, EOFError, OSError):
+            pass
+        except Exception:  # a protocol error from a confused peer: drop that connection only
+            log.exception("dropping a connection after a protocol error")
+        finally:
+            transport.close()
 
 
 def run_extension(socket_path: str, timeout: float, interval: float, verbose: bool) -> int:

@@ -1,0 +1,123 @@
+"""The parsed shapes of a Mach-O file: slices, headers, load commands, and the error type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .constants import FILETYPE_NAMES, flag_names
+
+
+class MachOError(Exception):
+    """A Mach-O structure is malformed; the message says what and at which file offset.
+
+    `partial` carries what parsed before the problem (a MachOSlice with the good commands) when
+    there is something worth showing.
+    """
+
+    def __init__(self, message: str, offset: int | None = None, partial: MachOSlice | None = None) -> None:
+        self.message = message
+        self.offset = offset
+        self.partial = partial
+        super().__init__(message if offset is None else f"{message} (at file offset {offset:#x})")
+
+
+@dataclass(frozen=True, slots=True)
+class SliceRef:
+    """One architecture slice of a file: where it is, and what CPU it is for.
+
+    `offset` and `size` are in the file; a thin file has one slice covering the whole file.
+    """
+
+    arch: str
+    offset: int
+    size: int
+    cputype: int
+    cpusubtype: int
+    fat: bool
+    align: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MachHeader:
+    magic: int
+    is64: bool
+    big_endian: bool
+    cputype: int
+    cpusubtype: int
+    filetype: int
+    flags: int
+    ncmds: int
+    sizeofcmds: int
+
+    @property
+    def size(self) -> int:
+        """Bytes of the mach_header(_64) itself; load commands follow it."""
+        return 32 if self.is64 else 28
+
+    @property
+    def filetype_name(self) -> str:
+        return FILETYPE_NAMES.get(self.filetype, f"{self.filetype:#x}")
+
+    @property
+    def flag_names(self) -> list[str]:
+        return flag_names(self.flags)
+
+
+class Section(NamedTuple):
+    """A section header of a segment command; `offset` is relative to the slice start."""
+
+    sectname: str
+    segname: str
+    addr: int
+    size: int
+    offset: int
+    flags: int
+
+
+@dataclass(slots=True)
+class LoadCommand:
+    """One load command, with the fields the tables need decoded.
+
+    `offset` is the command's absolute file offset. `name` holds the lc_str of dylib, rpath,
+    dylinker, sub-framework and similar commands. Offsets inside `data` (dataoff, fileoff, symoff,
+    cryptoff …) are relative to the slice, as in the file format.
+    """
+
+    index: int
+    cmd: int
+    cmd_name: str
+    cmd_size: int
+    offset: int
+    name: str | None = None
+    compatibility_version: str | None = None
+    current_version: str | None = None
+    weak: bool = False
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MachOSlice:
+    ref: SliceRef
+    header: MachHeader
+    commands: tuple[LoadCommand, ...]
+
+    def first(self, cmd: int) -> LoadCommand | None:
+        """The first command of a kind, or None."""
+        for c in self.commands:
+            if c.cmd == cmd:
+                return c
+        return None
+
+    def all(self, cmd: int) -> list[LoadCommand]:
+        return [c for c in self.commands if c.cmd == cmd]
+
+    def segment(self, name: str) -> LoadCommand | None:
+        for c in self.commands:
+            if c.data is not None and c.cmd_name in ("LC_SEGMENT", "LC_SEGMENT_64") and c.data["segname"] == name:
+                return c
+        return None
+
+    @property
+    def rpaths(self) -> list[str]:
+        return [c.name for c in self.commands if c.cmd_name == "LC_RPATH" and c.name is not None]

@@ -1,0 +1,133 @@
+"""Lint: every pack query prepares, on each of its platforms, against exactly the facts.
+
+SQLite itself is the parser: a session per platform holds the DDL of only the tables that exist
+there (osquery's native facts plus ours) and osquery's functions, and each query is prepared
+(never run) with an authorizer recording every table.column it reads. An unknown table or column
+therefore fails to prepare, and the message is mapped back to the pack file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import apsw
+import apsw.ext
+
+from .osquery_sql import register_functions
+from .packs import KNOB_RE, Pack, PackError, Problem, Query, load_pack, pack_paths
+from .schema_facts import ddl_script, tables_for
+
+#: Authorizer actions a read-only query may take.
+_READ_ONLY = {"SQLITE_SELECT", "SQLITE_READ", "SQLITE_FUNCTION", "SQLITE_RECURSIVE"}
+#: Output columns that name the host object to act on; every query returns one, plus `reason`.
+_OBJECT_COLUMNS = ("pid", "path")
+
+
+@lru_cache(maxsize=4)
+def _session(platform: str) -> apsw.Connection:
+    conn = apsw.Connection(":memory:")
+    register_functions(conn)
+    conn.execute(ddl_script(platform))
+    return conn
+
+
+def session_for(platform: str) -> apsw.Connection:
+    """An empty SQLite session whose schema is exactly what exists on `platform`."""
+    return _session(platform)
+
+
+def _line_of(sql: str, start_line: int, message: str) -> int:
+    """Best line for an SQLite error: where the offending name first appears in the SQL."""
+    m = re.search(r"no such (?:column|table|function): ([\w.]+)", message) or re.search(r'near "([^"]+)"', message)
+    if m:
+        token = m.group(1)
+        hit = re.search(r"(?<![\w.])" + re.escape(token) + r"(?![\w])", sql)
+        if hit:
+            return start_line + sql.count("\n", 0, hit.start())
+    return start_line
+
+
+def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | None = None) -> list[Problem]:
+    """Problems of one query on each of its platforms (empty when it is fine)."""
+    file, base = pack.path, f"queries.{index}"
+    sql_line = query.sql_line
+    out: list[Problem] = []
+    try:
+        sql = pack.render(query, site)
+    except (KeyError, ValueError) as exc:
+        return [Problem(file, sql_line, f"{base}.sql", f"cannot substitute knob: {exc}")]
+    for platform in query.platforms:
+        if platform not in pack.platforms:
+            out.append(Problem(file, pack.line("queries", index, "platform"), f"{base}.platform",
+                               f"{platform} is not among the pack's platforms {pack.platforms}"))
+            continue
+        conn = session_for(platform)
+        try:
+            info = apsw.ext.query_info(conn, sql, actions=True)
+        except apsw.Error as exc:
+            msg = str(exc)
+            out.append(Problem(file, _line_of(query.sql, sql_line, msg), f"{base}.sql",
+                               f"[{platform}] does not prepare: {msg}"))
+            continue
+        if info.query_remaining and info.query_remaining.strip(" \t\r\n;"):
+            out.append(Problem(file, sql_line, f"{base}.sql", "holds more than one statement"))
+        used: set[str] = set()
+        for action in info.actions or ():
+            if action.action_name not in _READ_ONLY:
+                out.append(Problem(file, sql_line, f"{base}.sql", f"is not read-only ({action.action_name})"))
+            elif action.action_name == "SQLITE_READ" and action.table_name:
+                used.add(action.table_name)
+        existing = tables_for(platform)
+        undeclared = sorted(t for t in used if t in existing and t not in query.tables)
+        if undeclared:
+            out.append(Problem(file, pack.line("queries", index, "tables"), f"{base}.tables",
+                               f"[{platform}] query reads {', '.join(undeclared)} but does not list it"))
+        unused = sorted(t for t in query.tables if t not in used)
+        if unused:
+            out.append(Problem(file, pack.line("queries", index, "tables"), f"{base}.tables",
+                               f"[{platform}] lists {', '.join(unused)} but the query does not read it"))
+        names = [d[0] for d in info.description or ()]
+        if "reason" not in names or not any(c in names for c in _OBJECT_COLUMNS):
+            out.append(Problem(file, sql_line, f"{base}.sql",
+                               "output must name the object to act on (pid or path) and carry a `reason` column"))
+    return list(dict.fromkeys(out))
+
+
+def lint_pack(pack: Pack, site: Mapping[str, Any] | None = None) -> list[Problem]:
+    out: list[Problem] = []
+    used_knobs: set[str] = set()
+    for i, q in enumerate(pack.queries):
+        out += lint_query(pack, i, q, site)
+        used_knobs.update(KNOB_RE.findall(q.sql))
+    for name in pack.knobs:
+        if name not in used_knobs:
+            out.append(Problem(pack.path, pack.line("knobs", name), f"knobs.{name}", "declared but no query uses it"))
+    covered = {pl for q in pack.queries for pl in q.platforms}
+    for pl in pack.platforms:
+        if pl not in covered:
+            out.append(Problem(pack.path, pack.line("platforms"), "platforms", f"no query runs on {pl}"))
+    return out
+
+
+def lint_paths(paths: Iterable[str | Path] = (), sites: Mapping[str, Mapping[str, Any]] | None = None) -> list[Problem]:
+    """Every problem in the named packs (all of packs/ when none are named)."""
+    problems: list[Problem] = []
+    files = pack_paths(paths)
+    if not files:
+        return [Problem(str(Path(*paths) if paths else "packs"), 1, "packs", "no pack files found")]
+    seen: dict[str, str] = {}
+    for path in files:
+        try:
+            pack = load_pack(path)
+        except PackError as exc:
+            problems += exc.problems
+            continue
+        if pack.id in seen:
+            problems.append(Problem(pack.path, pack.line("id"), "id", f"duplicate id, also in {seen[pack.id]}"))
+        seen[pack.id] = pack.path
+        problems += lint_pack(pack, (sites or {}).get(pack.id))
+    return problems

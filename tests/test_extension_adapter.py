@@ -1,0 +1,136 @@
+"""The plugin adapter over real Thrift, with tables built to misbehave.
+
+The runtime runs in this process (so a table can be made to fail on purpose), but every call
+crosses a UNIX socket through osquery's generated Thrift client, exactly as osqueryd makes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from dyldwatch.extension import ExtensionRuntime
+from dyldwatch.tables.base import INDEX, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
+
+from .harness import ExtensionConnection, FakeOsqueryd, constraint, context
+
+
+class Numbers(Table):
+    """A generator table (the osquery package would fail on it: it indexes rows as a list)."""
+
+    name: ClassVar[str] = "numbers"
+    description: ClassVar[str] = "n for each requested n, as a generator"
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("n", INTEGER, "a number", INDEX),
+        Column("label", TEXT, "its text", REQUIRED),
+        Column("missing", TEXT, "never set: NULL on the wire is the empty string"),
+    )
+
+    def generate(self, ctx: QueryContext) -> Iterator[Row]:
+        for n in ctx.equals_int("n") or [1, 2, 3]:
+            yield {"n": n, "label": f"#{n}", "flag": True}
+
+
+class Exploding(Table):
+    name: ClassVar[str] = "exploding"
+    description: ClassVar[str] = "raises half way through its rows"
+    columns: ClassVar[tuple[Column, ...]] = (Column("n", INTEGER, "a number"),)
+
+    def generate(self, ctx: QueryContext) -> Iterator[Row]:
+        yield {"n": 1}
+        raise RuntimeError("boom in generate")
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[FakeOsqueryd, ExtensionRuntime, ExtensionConnection, list[int]]]:
+    manager = FakeOsqueryd(tmp_path)
+    exits: list[int] = []
+    runtime: ExtensionRuntime
+
+    def terminate(code: int) -> None:
+        exits.append(code)
+
+    runtime = ExtensionRuntime(manager.path, timeout=5, interval=0.2, tables=[Numbers, Exploding], terminate=terminate)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    reg = manager.wait_registered()
+    conn = ExtensionConnection(f"{manager.path}.{reg.uuid}")
+    try:
+        yield manager, runtime, conn, exits
+    finally:
+        conn.close()
+        manager.stop()
+        thread.join(timeout=10)
+
+
+def test_registry_carries_option_bits(served) -> None:
+    manager, _, _, _ = served
+    routes = manager.handler.registrations[0].registry["table"]["numbers"]
+    assert routes == [
+        {"id": "column", "name": "n", "type": "INTEGER", "op": "1"},
+        {"id": "column", "name": "label", "type": "TEXT", "op": "2"},
+        {"id": "column", "name": "missing", "type": "TEXT", "op": "0"},
+    ]
+    assert manager.handler.registrations[0].info.name == "dyldwatch"
+
+
+def test_generator_rows_are_string_maps_with_every_column(served) -> None:
+    _, _, conn, _ = served
+    resp = conn.generate("numbers", context(constraint("n", (2, "7"), (2, "9"), affinity="INTEGER")))
+    assert resp.status.code == 0
+    assert resp.response == [{"n": "7", "label": "#7", "missing": ""}, {"n": "9", "label": "#9", "missing": ""}]
+
+
+def test_raising_generate_is_a_failed_status_and_the_extension_keeps_serving(served) -> None:
+    _, _, conn, _ = served
+    resp = conn.generate("exploding", context())
+    assert resp.status.code == 1
+    assert "boom in generate" in resp.status.message and resp.response == []
+    assert conn.ping().code == 0
+    assert conn.generate("numbers", context()).status.code == 0
+
+
+def test_unknown_action_table_and_registry_fail_politely(served) -> None:
+    _, _, conn, _ = served
+    assert conn.client.call("table", "numbers", {"action": "explode"}).status.code == 1
+    assert conn.client.call("table", "numbers", {}).status.code == 1
+    assert "no table" in conn.client.call("table", "nope", {"action": "columns"}).status.message
+    assert conn.client.call("config", "numbers", {"action": "genConfig"}).status.code == 1
+    assert conn.ping().code == 0
+
+
+def test_malformed_context_is_reported(served) -> None:
+    _, _, conn, _ = served
+    resp = conn.generate("numbers", "{not json")
+    assert resp.status.code == 1 and "not JSON" in resp.status.message
+    resp = conn.generate("numbers", '{"constraints": [{"name": "n", "list": [{"op": "x"}]}]}')
+    assert resp.status.code == 1
+
+
+def test_columns_action_returns_routes(served) -> None:
+    _, _, conn, _ = served
+    resp = conn.columns("numbers")
+    assert resp.status.code == 0 and [r["name"] for r in resp.response] == ["n", "label", "missing"]
+
+
+def test_exits_when_manager_goes_away(served) -> None:
+    manager, _, _, exits = served
+    manager.stop()
+    for _ in range(100):
+        if exits:
+            break
+        threading.Event().wait(0.05)
+    assert exits == [0]
+
+
+def test_accelerated_protocol_is_used_when_thrift_has_its_c_extension() -> None:
+    pytest.importorskip("thrift.protocol.fastbinary")
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
+
+    from dyldwatch.extension import protocol_factory
+
+    assert isinstance(protocol_factory(), TBinaryProtocolAcceleratedFactory)
