@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import shutil
@@ -13,13 +14,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dyldwatch.host import quarantine_events, xattrs
 from dyldwatch.host.statx import birth_time, statx_available
 from dyldwatch.host.xattrs import XattrValues, get_value, read_xattrs
+from dyldwatch.provenance import PROVENANCE_XATTRS
 from dyldwatch.tables import load_table
 from dyldwatch.tables.base import Op, QueryContext
-from dyldwatch.tables.dylib_provenance import DylibProvenanceTable, image_paths
+from dyldwatch.tables.dylib_provenance import DylibProvenanceTable, foreign_root, image_paths
 
 ORIGIN = "https://dl.example.com/libevil.so"
 REFERRER = "https://example.com/downloads"
@@ -65,7 +69,7 @@ def libc_path() -> str:
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(maxsplit=5)
-            if len(parts) == 6 and "/libc.so" in parts[5] or "/libc-" in line:
+            if len(parts) == 6 and ("/libc.so" in parts[5] or "/libc-" in parts[5]):
                 return parts[5].strip()
     pytest.skip("libc not mapped from a file (static or musl build)")
 
@@ -286,7 +290,7 @@ def test_vanished_library_of_a_live_process(table: DylibProvenanceTable, tmp_pat
         r = got[str(lib)]
         assert r["pid"] == child.pid and r["exists"] == 0
         assert r["error"].startswith("no such file") and "deleted" in r["error"]
-        interpreter = got[os.path.realpath(sys.executable)] if os.path.realpath(sys.executable) in got else None
+        interpreter = got.get(os.path.realpath(sys.executable))
         assert interpreter is None or interpreter["exists"] == 1
     finally:
         child.kill()
@@ -435,3 +439,22 @@ def test_quarantine_db_garbage_and_fifo_are_ignored(tmp_path: Path) -> None:
     assert event is not None and event.data_url == DATA_URL and event.agent_name == "Safari"
     assert quarantine_events.lookup_event(str(db), "00000000-0000-0000-0000-000000000000") is None
     assert quarantine_events.database_for_uid(0) == os.path.join(os.path.expanduser("~root"), quarantine_events.DB_RELATIVE)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(PROVENANCE_XATTRS), st.binary(max_size=300), max_size=5))
+def test_any_attribute_values_give_a_row(tmp_path: Path, values: dict[str, bytes]) -> None:
+    lib = tmp_path / "libfuzz.dylib"
+    lib.write_bytes(b"x")
+    t = DylibProvenanceTable(platform="darwin", read_xattrs=fake_xattrs(values), quarantine_db_for=lambda uid: None,
+                             signing=lambda p: (None, None))
+    r = one(t, lib)
+    assert r["exists"] == 1 and r["size"] == 1
+    assert r["quarantined"] == (1 if "com.apple.quarantine" in values else 0)
+    if r["where_froms"] is not None:
+        assert isinstance(json.loads(r["where_froms"]), list)
+
+
+def test_foreign_root_is_false_for_ourselves() -> None:
+    assert foreign_root(os.getpid()) is False
+    assert foreign_root(999_999_999) is False

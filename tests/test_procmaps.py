@@ -166,3 +166,31 @@ def test_group_images_keeps_same_path_with_different_inodes_apart() -> None:
     )
     images = list(group_images(parse_regions(text)))
     assert [(i.inode, i.base_address, i.deleted) for i in images] == [(1, 0x1000, False), (2, 0x3000, True)]
+
+
+def findings(regions: list[Region]) -> list[tuple[int, str | None]]:
+    return [(r.start, finding_reason(r)) for r in regions if finding_reason(r)]
+
+
+def test_suspect_prefilter_keeps_every_finding() -> None:
+    suspects = list(parse_regions(MAPS, suspects_only=True))
+    assert findings(suspects) == findings(list(parse_regions(MAPS)))
+    # Ordinary library text is dropped before any object is built.
+    assert 0x55994C004000 not in {r.start for r in suspects}
+    assert 0x7F00000A0000 not in {r.start for r in suspects}
+
+
+def test_suspect_prefilter_agrees_with_full_parse_on_this_machine() -> None:
+    checked = 0
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/maps", encoding="utf-8", errors="backslashreplace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        assert findings(list(parse_regions(text, suspects_only=True))) == findings(list(parse_regions(text)))
+        checked += 1
+    if checked == 0:
+        pytest.skip("no readable /proc/*/maps")

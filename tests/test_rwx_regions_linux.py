@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,8 +76,15 @@ def suspicious_child(tmp_path: Path) -> Iterator[tuple[int, dict[str, Any], str]
 
 @contextmanager
 def sleeper() -> Iterator[int]:
+    """An ordinary process, once the dynamic loader has mapped its libraries."""
     proc = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(f"/proc/{proc.pid}/maps") as f:
+                if "libc" in f.read():
+                    break
+            time.sleep(0.005)
         yield proc.pid
     finally:
         proc.kill()

@@ -352,9 +352,9 @@ class DarwinProcessReader:
             quiet = exc.errno in (errno.ESRCH, errno.EPERM, errno.EACCES)
             log.log(logging.DEBUG if quiet else logging.INFO, "skipping pid %d: %s", pid, _describe(exc))
 
-    def regions(self, pid: int, executable_only: bool = False) -> Iterator[Region]:
+    def regions(self, pid: int, suspects_only: bool = False) -> Iterator[Region]:
         for r in self._walk(pid, PROC_PIDREGIONPATHINFO):
-            if not executable_only or r.executable:
+            if not suspects_only or r.executable:
                 yield r
 
     def image_regions(self, pid: int) -> Iterator[Region]:

@@ -88,12 +88,12 @@ class LinuxProcessReader:
     def pids(self) -> list[int]:
         return self.procfs.pids()
 
-    def regions(self, pid: int, executable_only: bool = False) -> Iterator[Region]:
+    def regions(self, pid: int, suspects_only: bool = False) -> Iterator[Region]:
         if pid <= 0:
             return
         text = self.procfs.read_maps(pid)
         if text:
-            yield from parse_regions(text, executable_only)
+            yield from parse_regions(text, suspects_only)
 
     def image_regions(self, pid: int) -> Iterator[Region]:
         """Every mapping: the non-executable first mapping of an ELF holds its base address."""

@@ -14,52 +14,43 @@ import stat
 
 from ..provenance import PathFact
 
-DirMemo = dict[str, PathFact | None]
+#: Per-query memo: directory -> facts of it and every directory above it (siblings share parents).
+DirMemo = dict[str, tuple[PathFact, ...]]
 
 
-def _dir_fact(path: str, memo: DirMemo) -> PathFact | None:
-    if path in memo:
-        return memo[path]
+def dir_chain(directory: str, memo: DirMemo) -> tuple[PathFact, ...]:
+    """Facts of `directory` and its ancestors up to /, bottom-up (symlinks and unreadable ones skipped)."""
+    chain = memo.get(directory)
+    if chain is not None:
+        return chain
+    parent = os.path.dirname(directory)
+    above = dir_chain(parent, memo) if parent != directory else ()
     try:
-        st = os.lstat(path)
+        st = os.lstat(directory)
     except (OSError, ValueError):
-        fact = None
+        chain = above
     else:
-        fact = None if stat.S_ISLNK(st.st_mode) else PathFact(path, st.st_uid, st.st_gid, st.st_mode)
-    memo[path] = fact
-    return fact
-
-
-def _parents(path: str) -> list[str]:
-    out: list[str] = []
-    current = os.path.dirname(path)
-    while True:
-        out.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            return out
-        current = parent
+        if stat.S_ISLNK(st.st_mode):
+            chain = above
+        else:
+            chain = (PathFact(directory, st.st_uid, st.st_gid, st.st_mode), *above)
+    memo[directory] = chain
+    return chain
 
 
 def path_facts(path: str, real: str | None, st: os.stat_result | None, memo: DirMemo | None = None) -> list[PathFact]:
     """Facts for the file (from `st`, the stat of its target) and every directory above it.
 
-    `memo` caches directory lstats across the files of one query (they share parents).
+    `memo` caches directory chains across the files of one query.
     """
     memo = {} if memo is None else memo
     facts: list[PathFact] = []
-    seen: set[str] = set()
     if st is not None:
-        target = real or path
-        facts.append(PathFact(target, st.st_uid, st.st_gid, st.st_mode))
-        seen.add(target)
-    named = os.path.abspath(path)
-    for chain in ((_parents(real) if real else []), _parents(named)):
-        for d in chain:
-            if d in seen:
-                continue
-            seen.add(d)
-            fact = _dir_fact(d, memo)
-            if fact is not None:
-                facts.append(fact)
+        facts.append(PathFact(real or path, st.st_uid, st.st_gid, st.st_mode))
+    named_dir = os.path.dirname(os.path.abspath(path))
+    real_dir = os.path.dirname(real) if real else named_dir
+    facts.extend(dir_chain(real_dir, memo))
+    if named_dir != real_dir:
+        seen = {f.path for f in facts}
+        facts.extend(f for f in dir_chain(named_dir, memo) if f.path not in seen)
     return facts

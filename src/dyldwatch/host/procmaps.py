@@ -21,6 +21,13 @@ DELETED_SUFFIX = " (deleted)"
 _LINE = r"^([0-9a-f]+)-([0-9a-f]+) ([r-][w-]{x}[ps]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +([^\n]*))?$"
 _ANY_RE = re.compile(_LINE.format(x="[x-]"), re.MULTILINE)
 _EXEC_RE = re.compile(_LINE.format(x="x"), re.MULTILINE)
+# Lines that could be findings: executable and writable, or executable and not an ordinary file
+# (no name, a [bracket] or anon_inode name, or a " (deleted)" one). Ordinary r-x library text,
+# most executable lines, is rejected in C without building anything.
+_SUSPECT_RE = re.compile(
+    r"^[0-9a-f]+-[0-9a-f]+ (?:[r-]wx[ps] .*|[r-]-x[ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ [0-9]+(?: +(?:[^/\n ].*|.* \(deleted\)))? *)$",
+    re.MULTILINE,
+)
 
 #: Kernel-provided mappings; executable ones ([vdso], [vsyscall], [uprobes]) are not findings.
 SPECIAL_NAMES = frozenset({"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"})
@@ -74,6 +81,14 @@ def parse_maps(text: str, executable_only: bool = False) -> Iterator[MapsEntry]:
         yield _entry(m)
 
 
+def parse_suspects(text: str) -> Iterator[MapsEntry]:
+    """Only the lines that might be findings (a superset of them; see _SUSPECT_RE), in order."""
+    for candidate in _SUSPECT_RE.finditer(text):
+        m = _ANY_RE.fullmatch(candidate.group())
+        if m is not None:
+            yield _entry(m)
+
+
 def classify(entry: MapsEntry) -> Region:
     """Turn a maps entry into a Region: type, whether anonymous, path without the deleted marker."""
     name = entry.name
@@ -123,7 +138,7 @@ def classify(entry: MapsEntry) -> Region:
     )
 
 
-def parse_regions(text: str, executable_only: bool = False) -> Iterator[Region]:
-    """Classified regions of a maps text."""
-    for entry in parse_maps(text, executable_only):
+def parse_regions(text: str, suspects_only: bool = False) -> Iterator[Region]:
+    """Classified regions of a maps text; with suspects_only, only those that might be findings."""
+    for entry in parse_suspects(text) if suspects_only else parse_maps(text):
         yield classify(entry)

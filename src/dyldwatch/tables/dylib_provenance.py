@@ -78,6 +78,19 @@ def process_images(pid: int) -> list[MappedImage]:
         return []
 
 
+def foreign_root(pid: int) -> bool:
+    """Whether `pid` sees another root directory (container, chroot): its map paths are not ours.
+
+    Only answerable where /proc/PID/root exists (Linux); elsewhere False.
+    """
+    try:
+        theirs = os.stat(f"/proc/{pid}/root")
+        ours = os.stat("/")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino)
+
+
 def image_paths(pid: int) -> list[str]:
     """Paths of the executable images `pid` has mapped (the boundary to the process layer)."""
     return [i.path for i in process_images(pid)]
@@ -86,15 +99,29 @@ def image_paths(pid: int) -> list[str]:
 # ------------------------------------------------------------------------------- signing
 
 
+_summary: Signing | None = None
+_summary_failed = False
+
+
 def signing_summary(path: str) -> tuple[str | None, str | None]:
-    """(signature_type, team_id) from macho_info; (None, None) for non-Mach-O or when unavailable."""
+    """(signature_type, team_id) from macho_info; (None, None) for non-Mach-O or when unavailable.
+
+    A failed import is remembered: a module that cannot import is retried by Python on every
+    import statement, which would cost a file-system search per row.
+    """
+    global _summary, _summary_failed
+    if _summary is None:
+        if _summary_failed:
+            return None, None
+        try:
+            from .macho_info import signing_summary as summary
+        except ImportError as exc:
+            _summary_failed = True
+            log.warning("dylib_provenance: signing columns unavailable (%s)", exc)
+            return None, None
+        _summary = summary
     try:
-        from .macho_info import signing_summary as summary
-    except ImportError as exc:
-        log.debug("signing summary unavailable: %s", exc)
-        return None, None
-    try:
-        return summary(path)
+        return _summary(path)
     except Exception as exc:  # another table's bug must not cost this table its rows
         log.debug("signing summary failed for %s: %s", path, exc)
         return None, None
@@ -166,7 +193,7 @@ class DylibProvenanceTable(Table):
         Column("path", TEXT, "Path of the file (as named, or as the process mapped it)"),
         Column("directory", TEXT, "Directory of the path"),
         Column("pid", BIGINT, "Process whose mapped images are listed (NULL for path queries)", INDEX),
-        Column("exists", INTEGER, "1 when the path resolves to a file now"),
+        Column("exists", INTEGER, '1 when the path resolves to a file now (an SQL keyword: write it "exists")'),
         Column("system_path", INTEGER,
                "1 for the OS vendor's library locations: macOS /System, /usr (not /usr/local), /bin, /sbin, "
                "/Library/Apple, or a missing /usr/lib or /System/Library path (dyld shared cache); Linux "
@@ -227,6 +254,7 @@ class DylibProvenanceTable(Table):
         self.images = images
         self.signing = signing
         self.cache: BoundedCache[FileFacts] = BoundedCache(cache_size)
+        self._names = tuple(self.column_names())  # every row carries every column (NULL when unknown)
 
     # ---------------------------------------------------------------------------- generate
 
@@ -241,9 +269,14 @@ class DylibProvenanceTable(Table):
         want_signing = ctx.uses("signature_type") or ctx.uses("team_id")
         if pids is not None:
             for pid in pids:
+                chrooted = self.platform == "linux" and foreign_root(pid)
                 for image in self.images(pid):
-                    yield self.row(image.path, pid=pid, deleted=image.deleted, want_signing=want_signing,
+                    row = self.row(image.path, pid=pid, deleted=image.deleted, want_signing=want_signing,
                                    memo=memo, real_memo=real_memo)
+                    if chrooted:
+                        note = "process has another root (container or chroot); this row describes the host's file"
+                        row["error"] = f"{row['error']}; {note}" if row["error"] else note
+                    yield row
             return
         for req in expand_paths(ctx):
             yield self.row(req.path, want_signing=want_signing, memo=memo, real_memo=real_memo)
@@ -262,7 +295,8 @@ class DylibProvenanceTable(Table):
     ) -> Row:
         """The row for one path; never raises for anything the file system does."""
         memo = {} if memo is None else memo
-        row: Row = {"path": path, "directory": os.path.dirname(path), "pid": pid, "exists": 0, "quarantined": 0}
+        row: Row = dict.fromkeys(self._names)
+        row.update(path=path, directory=os.path.dirname(path), pid=pid, exists=0, quarantined=0)
         notes: list[str] = []
         if deleted:
             notes.append("the mapped file was deleted; the path may now name another file or none")

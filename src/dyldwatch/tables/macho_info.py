@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..host.files import FileSource
-from ..macho import MachOError, MachOSlice, analyze_slice, filetype_name, header_flag_names
+from ..macho import MachOError, MachOSlice, analyze_slice
 from ..macho.codesign import CodeSignature, CodeSignatureError, parse_code_signature
 from .base import BIGINT, DOUBLE, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
@@ -51,8 +51,8 @@ def slice_row(src: FileSource, sl: MachOSlice) -> Row:
         "path": path,
         "directory": os.path.dirname(path),
         "arch": sl.ref.arch,
-        "filetype": filetype_name(sl.header.filetype),
-        "flags": "|".join(header_flag_names(sl.header.flags)),
+        "filetype": sl.header.filetype_name,
+        "flags": "|".join(sl.header.flag_names),
         "ncmds": sl.header.ncmds,
         "fat": 1 if sl.ref.fat else 0,
         "slice_offset": sl.ref.offset,

@@ -50,6 +50,8 @@ def parse_file(src: FileSource) -> ParsedFile:
         try:
             slices.append(read_load_commands(src, ref))
         except MachOError as exc:
+            if exc.partial is not None and exc.partial.commands:
+                slices.append(exc.partial)  # the commands before the bad one are still evidence
             return ParsedFile(src.key, tuple(slices), f"{ref.arch}: {exc}")
     return ParsedFile(src.key, tuple(slices), None)
 

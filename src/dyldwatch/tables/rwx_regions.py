@@ -83,7 +83,7 @@ class RwxRegionsTable(Table):
         reader = self._reader or process_reader()
         wanted = ctx.equals_int("pid")
         for pid in reader.pids() if wanted is None else wanted:
-            for region in reader.regions(pid, executable_only=True):
+            for region in reader.regions(pid, suspects_only=True):
                 reason = finding_reason(region)
                 if reason is not None:
                     yield region_row(pid, region, reason)

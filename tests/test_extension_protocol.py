@@ -1,0 +1,164 @@
+"""The real extension process, autoloaded by a fake osqueryd that speaks real Thrift.
+
+Each test starts `dyldwatch extension` (or the `.ext` launcher) the way osqueryd does, checks what
+it registered, and queries it with context JSON shaped exactly like osqueryd's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dyldwatch.tables import TABLES, load_table
+
+from . import machowriter as mw
+from .harness import ROOT, FakeOsqueryd, constraint, context, extension_command, running_extension
+
+EQ, LIKE = 2, 65
+
+
+@pytest.fixture(scope="module")
+def fixture_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mach-O files written by our own writer: two in a folder, one deeper, and a decoy."""
+    root = tmp_path_factory.mktemp("machos")
+    (root / "lib" / "deep").mkdir(parents=True)
+    (root / "app").write_bytes(mw.sample_executable().build())
+    dylib = mw.MachOWriter(filetype=mw.C.MH_DYLIB)
+    dylib.add_dylib("@rpath/libbar.dylib", mw.C.LC_ID_DYLIB)
+    dylib.add_dylib("/usr/lib/libSystem.B.dylib")
+    (root / "lib" / "libbar.dylib").write_bytes(dylib.build())
+    universal = mw.fat([mw.sample_executable().build(), mw.sample_executable(cputype=mw.C.CPU_TYPE_X86_64).build()])
+    (root / "lib" / "deep" / "universal").write_bytes(universal)
+    (root / "lib" / "notes.txt").write_text("not a Mach-O")
+    return root
+
+
+@pytest.fixture()
+def ext(tmp_path: Path):
+    with running_extension(tmp_path) as running:
+        yield running
+
+
+def test_registers_every_table_with_declared_columns_and_option_bits(ext) -> None:
+    manager, _, _ = ext
+    reg = manager.handler.registrations[0]
+    assert reg.info.name == "dyldwatch" and reg.info.min_sdk_version
+    assert set(reg.registry["table"]) == set(TABLES)
+    for name, routes in reg.registry["table"].items():
+        table = load_table(name)
+        assert routes == [
+            {"id": "column", "name": c.name, "type": str(c.type), "op": str(int(c.options))} for c in table.columns
+        ]
+    ops = {r["name"]: r["op"] for r in reg.registry["table"]["macho_info"]}
+    assert ops["path"] == "2" and ops["directory"] == "2" and ops["arch"] == "0"
+
+
+def test_ping_and_columns(ext) -> None:
+    _, _, conn = ext
+    assert conn.ping().code == 0
+    resp = conn.columns("macho_load_commands")
+    assert resp.status.code == 0
+    assert [r["name"] for r in resp.response] == load_table("macho_load_commands").column_names()
+
+
+def test_generate_single_path(ext, fixture_tree: Path) -> None:
+    _, _, conn = ext
+    app = str(fixture_tree / "app")
+    resp = conn.generate("macho_load_commands", context(constraint("path", (EQ, app))))
+    assert resp.status.code == 0
+    rows = resp.response
+    kinds = [r["cmd"] for r in rows]
+    assert "LC_LOAD_DYLIB" in kinds and "LC_LOAD_WEAK_DYLIB" in kinds and "LC_RPATH" in kinds
+    weak = next(r for r in rows if r["cmd"] == "LC_LOAD_WEAK_DYLIB")
+    assert weak["name"] == "@rpath/libfoo.dylib" and weak["weak"] == "1"
+    assert weak["resolved_path"] == os.path.normpath(str(fixture_tree / "../Frameworks/libfoo.dylib"))
+    assert weak["resolved_exists"] == "0" and weak["current_version"] == "2.3.4"
+    assert all(set(r) == set(load_table("macho_load_commands").column_names()) for r in rows)
+
+
+def test_generate_in_list_and_error_rows(ext, fixture_tree: Path) -> None:
+    _, _, conn = ext
+    paths = [str(fixture_tree / "app"), str(fixture_tree / "lib" / "notes.txt"), str(fixture_tree / "missing")]
+    resp = conn.generate("macho_info", context(constraint("path", *[(EQ, p) for p in paths])))
+    assert resp.status.code == 0
+    by_path = {r["path"]: r for r in resp.response}
+    assert by_path[paths[0]]["arch"] == "arm64" and by_path[paths[0]]["error"] == ""
+    assert "not a Mach-O" in by_path[paths[1]]["error"]
+    assert by_path[paths[2]]["error"] == "no such file"
+
+
+def test_like_one_level_and_recursive(ext, fixture_tree: Path) -> None:
+    _, _, conn = ext
+    one = conn.generate("macho_info", context(constraint("path", (LIKE, f"{fixture_tree}/lib/%"))))
+    assert {r["path"] for r in one.response} == {f"{fixture_tree}/lib/libbar.dylib"}  # the .txt is skipped
+    deep = conn.generate("macho_info", context(constraint("path", (LIKE, f"{fixture_tree}/lib/%%"))))
+    rows = deep.response
+    assert {r["path"] for r in rows} == {f"{fixture_tree}/lib/libbar.dylib", f"{fixture_tree}/lib/deep/universal"}
+    assert sorted(r["arch"] for r in rows if r["path"].endswith("universal")) == ["arm64", "x86_64"]
+    assert all(r["fat"] == "1" for r in rows if r["path"].endswith("universal"))
+
+
+def test_directory_constraint(ext, fixture_tree: Path) -> None:
+    _, _, conn = ext
+    resp = conn.generate("macho_load_commands", context(constraint("directory", (EQ, str(fixture_tree / "lib")))))
+    names = {r["name"] for r in resp.response if r["cmd"] == "LC_ID_DYLIB"}
+    assert names == {"@rpath/libbar.dylib"}
+
+
+def test_required_column_without_constraint_answers_empty_not_error(ext) -> None:
+    _, proc, conn = ext
+    resp = conn.generate("macho_info", context())
+    assert resp.status.code == 0 and resp.response == []
+    assert conn.ping().code == 0 and proc.poll() is None
+
+
+def test_malformed_context_fails_the_query_not_the_extension(ext) -> None:
+    _, proc, conn = ext
+    assert conn.generate("macho_info", "[[[").status.code == 1
+    assert conn.client.call("table", "macho_info", {"action": "nonsense"}).status.code == 1
+    assert conn.ping().code == 0 and proc.poll() is None
+
+
+def test_exits_on_its_own_when_osqueryd_dies(tmp_path: Path) -> None:
+    with running_extension(tmp_path, interval=0.3) as (manager, proc, conn):
+        conn.close()
+        manager.stop()
+        started = time.monotonic()
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    assert not any(p.name.startswith("osquery.em.") for p in tmp_path.iterdir())  # socket cleaned up
+
+
+def test_launcher_starts_the_extension_like_osqueryd_does(tmp_path: Path) -> None:
+    env = dict(os.environ, DYLDWATCH_PYTHON=sys.executable)
+    manager = FakeOsqueryd(tmp_path)
+    proc = subprocess.Popen(extension_command(manager.path, launcher=True), env=env, stderr=subprocess.PIPE)
+    try:
+        reg = manager.wait_registered()
+        assert reg.info.name == "dyldwatch"
+    finally:
+        manager.stop()
+        assert proc.wait(timeout=15) == 0
+
+
+def test_refused_registration_and_missing_socket_exit_non_zero(tmp_path: Path) -> None:
+    manager = FakeOsqueryd(tmp_path)
+    manager.handler.refuse = "extension dyldwatch is not allowed"
+    try:
+        out = subprocess.run(extension_command(manager.path, timeout=2), capture_output=True, timeout=30)
+        assert out.returncode == 1 and b"not allowed" in out.stderr
+    finally:
+        manager.stop()
+    out = subprocess.run(extension_command(str(tmp_path / "nope.em"), timeout=0.5), capture_output=True, timeout=30)
+    assert out.returncode == 1 and b"cannot connect" in out.stderr
+
+
+def test_launcher_is_executable_and_posix_sh() -> None:
+    launcher = ROOT / "extension" / "dyldwatch.ext"
+    assert os.access(launcher, os.X_OK)
+    assert launcher.read_text().startswith("#!/bin/sh\n")
