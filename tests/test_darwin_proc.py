@@ -310,6 +310,12 @@ def test_pid_constraint_reads_only_that_process() -> None:
     assert {c[0] for c in lib.calls} == {502}
 
 
+def test_out_of_range_pids_are_not_passed_to_libproc() -> None:
+    lib = fake()
+    assert rwx_rows(lib, 0, -1, 2**40) == []
+    assert lib.calls == []
+
+
 def test_process_images_from_pathinfo2() -> None:
     lib = fake()
     ctx = QueryContext.build({"pid": [(Op.EQUALS, 501)]})

@@ -8,12 +8,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from machowriter import MachOWriter, Sym, fat, sample_executable
 
 from dyldwatch.host.source import BytesSource
 from dyldwatch.macho import MachOError, SliceAnalysis, analyze_slice, read_load_commands, read_slices
 from dyldwatch.macho import constants as C
 from dyldwatch.macho.analysis import byte_entropy, count_cstrings, shannon_entropy
+
+from .machowriter import MachOWriter, Sym, fat, sample_executable
 
 FLAVOURS = [
     pytest.param(dict(is64=True, big_endian=False), id="64le"),

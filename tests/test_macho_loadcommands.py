@@ -7,7 +7,6 @@ import struct
 
 import lief
 import pytest
-from machowriter import MachOWriter, Sym, fat, fat_header, pack_version, sample_executable
 
 from dyldwatch.host.source import BytesSource
 from dyldwatch.macho import (
@@ -19,6 +18,8 @@ from dyldwatch.macho import (
     read_slices,
 )
 from dyldwatch.macho import constants as C
+
+from .machowriter import MachOWriter, Sym, fat, fat_header, pack_version, sample_executable
 
 lief.logging.disable()
 

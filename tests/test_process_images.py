@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rwx_regions_linux import sleeper, suspicious_child
 
 from dyldwatch.host.linux_proc import LinuxProcessReader, ProcFS
 from dyldwatch.tables.base import Op, QueryContext
 from dyldwatch.tables.process_images import ProcessImagesTable
+from test_rwx_regions_linux import sleeper, suspicious_child
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

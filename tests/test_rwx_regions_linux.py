@@ -155,7 +155,7 @@ def test_missing_and_nonsense_pids_yield_nothing() -> None:
     with sleeper() as pid:
         pass  # reaped: the pid no longer exists
     assert rows_for(pid) == []
-    assert rows_for(0) == [] and rows_for(-5) == []
+    assert rows_for(0) == [] and rows_for(-5) == [] and rows_for(2**40) == []
     ctx = QueryContext.build({"pid": [(Op.EQUALS, "not-a-pid")]})
     assert list(RwxRegionsTable().generate(ctx)) == []
 

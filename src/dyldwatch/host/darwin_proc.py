@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from .processes import Region
+from .processes import MAX_PID, Region
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class DarwinProcessReader:
         return list_pids(self.lib)
 
     def _walk(self, pid: int, flavor: int) -> Iterator[Region]:
-        if pid <= 0:  # pid 0 is the kernel task; proc_pidinfo on it is refused anyway
+        if not 0 < pid <= MAX_PID:  # pid 0 is the kernel task; larger values would overflow c_int
             return
         try:
             for r in walk_regions(self.lib, pid, flavor):

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from .processes import Region
+from .processes import MAX_PID, Region
 from .procmaps import parse_regions
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class LinuxProcessReader:
         return self.procfs.pids()
 
     def regions(self, pid: int, suspects_only: bool = False) -> Iterator[Region]:
-        if pid <= 0:
+        if not 0 < pid <= MAX_PID:
             return
         text = self.procfs.read_maps(pid)
         if text:

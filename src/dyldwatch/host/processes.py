@@ -14,6 +14,8 @@ from typing import Protocol
 #: Region types that are never findings: kernel-provided mappings (vdso, vsyscall, vvar, uprobes)
 #: and darwin submaps (the dyld shared cache, which is Apple's signed code, not loaded code).
 NEVER_FINDINGS = frozenset({"special", "submap"})
+#: Largest pid any kernel hands out (pid_t is a signed 32-bit int); larger values match nothing.
+MAX_PID = 0x7FFFFFFF
 #: Region types that are not backed by a file on disk.
 ANONYMOUS_TYPES = frozenset({"anon", "heap", "stack", "jit", "shm", "rosetta", "anon_inode"})
 
@@ -91,29 +93,37 @@ class Image:
     deleted: bool
 
 
+@dataclass(slots=True)
+class _ImageGroup:
+    base0: int | None  # lowest start among regions at file offset 0
+    lowest: int
+    executable: bool
+    deleted: bool
+
+
 def group_images(regions: Iterable[Region]) -> Iterator[Image]:
     """Group file-backed regions by (device, inode, path); keep groups with any executable region.
 
     The base is the lowest region at file offset 0 (where the ELF/Mach-O header is mapped), or
     the lowest region of the file when offset 0 is not mapped. Order follows the first mapping.
     """
-    groups: dict[tuple[int, int, str], list] = {}  # key -> [base0 | None, lowest, executable, deleted]
+    groups: dict[tuple[int, int, str], _ImageGroup] = {}
     for r in regions:
         if not r.file_backed:
             continue
         key = (r.device, r.inode, r.path)
         g = groups.get(key)
         if g is None:
-            groups[key] = [r.start if r.offset == 0 else None, r.start, r.executable, r.deleted]
+            groups[key] = _ImageGroup(r.start if r.offset == 0 else None, r.start, r.executable, r.deleted)
             continue
-        if r.offset == 0 and (g[0] is None or r.start < g[0]):
-            g[0] = r.start
-        g[1] = min(g[1], r.start)
-        g[2] = g[2] or r.executable
-        g[3] = g[3] or r.deleted
-    for (device, inode, path), (base0, lowest, executable, deleted) in groups.items():
-        if executable:
-            yield Image(path, lowest if base0 is None else base0, inode, device, deleted)
+        if r.offset == 0 and (g.base0 is None or r.start < g.base0):
+            g.base0 = r.start
+        g.lowest = min(g.lowest, r.start)
+        g.executable = g.executable or r.executable
+        g.deleted = g.deleted or r.deleted
+    for (device, inode, path), g in groups.items():
+        if g.executable:
+            yield Image(path, g.lowest if g.base0 is None else g.base0, inode, device, g.deleted)
 
 
 class ProcessReader(Protocol):

@@ -17,20 +17,17 @@ from .processes import Region
 
 DELETED_SUFFIX = " (deleted)"
 
-# One regex over the whole text runs in C; a per-line Python split would dominate the cost.
+# A full line: all fields in C, the pathname being whatever follows the padding after the inode.
 _LINE = r"^([0-9a-f]+)-([0-9a-f]+) ([r-][w-]{x}[ps]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) ([0-9]+)(?: +([^\n]*))?$"
 _ANY_RE = re.compile(_LINE.format(x="[x-]"), re.MULTILINE)
 _EXEC_RE = re.compile(_LINE.format(x="x"), re.MULTILINE)
-# Lines that could be findings: executable and writable, or executable and not an ordinary file
-# (no name, a [bracket] or anon_inode name, or a " (deleted)" one). Ordinary r-x library text,
-# most executable lines, is rejected in C without building anything.
-_SUSPECT_RE = re.compile(
-    r"^[0-9a-f]+-[0-9a-f]+ (?:[r-]wx[ps] .*|[r-]-x[ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ [0-9]+(?: +(?:[^/\n ].*|.* \(deleted\)))? *)$",
-    re.MULTILINE,
-)
+# The perms field of an executable mapping and what follows it. The pattern starts with a literal,
+# so the regex engine jumps between candidate 'x' characters in C instead of trying every position.
+_EXEC_MARK_RE = re.compile(r"x[ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ ")
 
 #: Kernel-provided mappings; executable ones ([vdso], [vsyscall], [uprobes]) are not findings.
 SPECIAL_NAMES = frozenset({"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"})
+_SPECIAL_ENDINGS = tuple(" " + name for name in sorted(SPECIAL_NAMES))
 
 
 class MapsParseError(ValueError):
@@ -82,11 +79,30 @@ def parse_maps(text: str, executable_only: bool = False) -> Iterator[MapsEntry]:
 
 
 def parse_suspects(text: str) -> Iterator[MapsEntry]:
-    """Only the lines that might be findings (a superset of them; see _SUSPECT_RE), in order."""
-    for candidate in _SUSPECT_RE.finditer(text):
-        m = _ANY_RE.fullmatch(candidate.group())
-        if m is not None:
-            yield _entry(m)
+    """Only lines that might be findings, in order: a cheap superset, decided before parsing.
+
+    A line qualifies when it is executable and also writable, or has no "/" in it (anonymous),
+    a "[" (heap, stack, [anon:NAME]), an anon_inode: name, or the " (deleted)" marker. Ordinary
+    r-x library text, most executable lines, is dropped without building anything.
+    """
+    for mark in _EXEC_MARK_RE.finditer(text):
+        at = mark.start()
+        begin = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        line = text[begin:] if end < 0 else text[begin:end]
+        space = line.find(" ")
+        if at - begin != space + 3 or line.endswith(_SPECIAL_ENDINGS):  # mark inside a path; [vdso]
+            continue
+        if (
+            line[space + 2] == "w"
+            or "/" not in line
+            or "[" in line
+            or line.endswith(DELETED_SUFFIX)
+            or "anon_inode:" in line
+        ):
+            m = _ANY_RE.fullmatch(line)
+            if m is not None:
+                yield _entry(m)
 
 
 def classify(entry: MapsEntry) -> Region:
@@ -114,7 +130,7 @@ def classify(entry: MapsEntry) -> Region:
     else:
         deleted = name.endswith(DELETED_SUFFIX)
         bare = name[: -len(DELETED_SUFFIX)] if deleted else name
-        if bare.startswith("/memfd:"):
+        if deleted and bare.startswith("/memfd:"):  # a memfd is never linked, so always "(deleted)"
             region_type, path = "memfd", bare
         elif deleted and (bare == "/dev/zero" or bare.startswith("/SYSV")):
             # MAP_SHARED|MAP_ANONYMOUS memory shows as "/dev/zero (deleted)"; SysV shm as /SYSV<key>.

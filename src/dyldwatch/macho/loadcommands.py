@@ -13,7 +13,7 @@ from typing import Any
 
 from ..host.source import ByteSource
 from . import constants as C
-from .model import LoadCommand, MachHeader, MachOError, MachOSlice, Section, SliceRef
+from .model import LoadCommand, MachHeader, MachOError, MachOSlice, Sections, SliceRef, _cname
 
 #: More slices than this is not a real universal binary (Java class files share FAT_MAGIC).
 MAX_FAT_ARCHS = 64
@@ -85,11 +85,6 @@ def source_version_string(v: int) -> str:
 def uuid_string(raw: bytes) -> str:
     h = raw.hex().upper()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-
-
-def _cname(raw: bytes) -> str:
-    """A fixed-width, NUL-padded name (segname, sectname)."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", _TEXT_ERRORS)
 
 
 # --- slices ------------------------------------------------------------------------------
@@ -206,13 +201,8 @@ def _dec_segment(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs,
     segname, vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, flags = seg.unpack_from(buf, pos + 8)
     if fixed + nsects * sect.size > size:
         raise _Bad(f"{lc.cmd_name} claims {nsects} sections, more than its cmdsize {size} holds", pos)
-    sections = []
-    at = pos + fixed
-    for _ in range(nsects):
-        f = sect.unpack_from(buf, at)
-        # f: sectname, segname, addr, size, offset, align, reloff, nreloc, flags, reserved...
-        sections.append(Section(_cname(f[0]), _cname(f[1]), f[2], f[3], f[4], f[8]))
-        at += sect.size
+    start = pos + fixed
+    sections = Sections(buf[start : start + nsects * sect.size], sect, nsects)
     lc.name = _cname(segname)
     lc.data = {
         "segname": lc.name, "vmaddr": vmaddr, "vmsize": vmsize, "fileoff": fileoff, "filesize": filesize,
@@ -330,6 +320,20 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
 }
 
 
+#: cmd -> (name, smallest valid cmdsize, decoder or None): one lookup per command in the hot loop.
+_SPECS: dict[int, tuple[str, int, _Decoder | None]] = {
+    cmd: (name, _DECODERS.get(cmd, (8, None))[0], _DECODERS.get(cmd, (8, None))[1]) for cmd, name in C.LC_NAMES.items()
+}
+
+
+def _bad_cmdsize(i: int, cmd: int, cmdsize: int, pos: int, sizeofcmds: int) -> None:
+    name = C.lc_name(cmd)
+    if cmdsize < 8 or cmdsize & 3:
+        raise _Bad(f"load command {i} ({name}) has invalid cmdsize {cmdsize} "
+                   "(must be at least 8 and a multiple of 4)", pos)
+    raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} runs past sizeofcmds ({sizeofcmds})", pos)
+
+
 def read_header(src: ByteSource, ref: SliceRef) -> MachHeader:
     """The mach_header(_64) at the start of a slice, with its command area checked against the slice."""
     raw = src.read(ref.offset, 32)
@@ -373,32 +377,30 @@ def read_load_commands(src: ByteSource, ref: SliceRef) -> MachOSlice:
         raise MachOError(f"file ends inside the load commands ({len(buf)} of {sizeofcmds} bytes)", base + len(buf))
     st = _BE if header.big_endian else _LE
     unpack_lc = st.lc.unpack_from
-    decoders = _DECODERS
-    names = C.LC_NAMES
+    specs = _SPECS
     is64 = header.is64
     commands: list[LoadCommand] = []
+    append = commands.append
     pos = 0
     try:
         for i in range(header.ncmds):
             if pos + 8 > sizeofcmds:
                 raise _Bad(f"load command {i} starts past the end of sizeofcmds ({sizeofcmds})", pos)
             cmd, cmdsize = unpack_lc(buf, pos)
-            name = names.get(cmd)
-            if name is None:
-                name = f"LC_{cmd:#x}"
-            if cmdsize < 8 or cmdsize & 3:
-                raise _Bad(f"load command {i} ({name}) has invalid cmdsize {cmdsize} "
-                           "(must be at least 8 and a multiple of 4)", pos)
-            if pos + cmdsize > sizeofcmds:
-                raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} runs past sizeofcmds ({sizeofcmds})", pos)
-            lc = LoadCommand(i, cmd, name, cmdsize, base + pos)
-            spec = decoders.get(cmd)
-            if spec is not None:
-                if cmdsize < spec[0]:
-                    raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} is smaller than its structure "
-                               f"({spec[0]} bytes)", pos)
-                spec[1](lc, buf, pos, cmdsize, st, is64)
-            commands.append(lc)
+            spec = specs.get(cmd)
+            if cmdsize < 8 or cmdsize & 3 or pos + cmdsize > sizeofcmds:
+                _bad_cmdsize(i, cmd, cmdsize, pos, sizeofcmds)
+            if spec is None:
+                append(LoadCommand(i, cmd, f"LC_{cmd:#x}", cmdsize, base + pos))
+            else:
+                name, minsize, decode = spec
+                lc = LoadCommand(i, cmd, name, cmdsize, base + pos)
+                if decode is not None:
+                    if cmdsize < minsize:
+                        raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} is smaller than its structure "
+                                   f"({minsize} bytes)", pos)
+                    decode(lc, buf, pos, cmdsize, st, is64)
+                append(lc)
             pos += cmdsize
     except _Bad as bad:
         partial = MachOSlice(ref, header, tuple(commands))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from .constants import FILETYPE_NAMES, flag_names
 
@@ -22,7 +24,7 @@ class MachOError(Exception):
         super().__init__(message if offset is None else f"{message} (at file offset {offset:#x})")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SliceRef:
     """One architecture slice of a file: where it is, and what CPU it is for.
 
@@ -38,7 +40,7 @@ class SliceRef:
     align: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MachHeader:
     magic: int
     is64: bool
@@ -75,6 +77,60 @@ class Section(NamedTuple):
     flags: int
 
 
+class Sections(Sequence[Section]):
+    """A segment's section headers, decoded on first use.
+
+    Most readers (the load-command table) only need the count; decoding every section name of
+    every segment would dominate the cost of the cheap path, so the raw headers are kept instead.
+    """
+
+    __slots__ = ("_raw", "_layout", "_count", "_items")
+
+    def __init__(self, raw: bytes, layout: struct.Struct, count: int) -> None:
+        self._raw = raw
+        self._layout = layout
+        self._count = count
+        self._items: list[Section] | None = None
+
+    def _decode(self) -> list[Section]:
+        items = self._items
+        if items is None:
+            items = []
+            for f in self._layout.iter_unpack(self._raw):
+                # f: sectname, segname, addr, size, offset, align, reloff, nreloc, flags, reserved...
+                items.append(Section(_cname(f[0]), _cname(f[1]), f[2], f[3], f[4], f[8]))
+            self._items = items
+        return items
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, i: int) -> Section: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Section]: ...
+    def __getitem__(self, i: int | slice) -> Section | list[Section]:
+        return self._decode()[i]
+
+    def __iter__(self) -> Iterator[Section]:
+        return iter(self._decode())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sections):
+            other = other._decode()
+        return isinstance(other, list | tuple) and self._decode() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._decode())
+
+
+def _cname(raw: bytes) -> str:
+    """A fixed-width, NUL-padded name (segname, sectname); non-UTF-8 bytes come out as \\xNN."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
 @dataclass(slots=True)
 class LoadCommand:
     """One load command, with the fields the tables need decoded.
@@ -96,7 +152,7 @@ class LoadCommand:
     data: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MachOSlice:
     ref: SliceRef
     header: MachHeader

@@ -269,7 +269,7 @@ class DylibProvenanceTable(Table):
         want_signing = ctx.uses("signature_type") or ctx.uses("team_id")
         if pids is not None:
             for pid in pids:
-                chrooted = self.platform == "linux" and foreign_root(pid)
+                chrooted = foreign_root(pid)
                 for image in self.images(pid):
                     row = self.row(image.path, pid=pid, deleted=image.deleted, want_signing=want_signing,
                                    memo=memo, real_memo=real_memo)
