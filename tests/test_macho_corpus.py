@@ -21,6 +21,25 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
     return files
 
 
+def test_manifest_kinds_match(corpus_dir: Path) -> None:
+    """The manifest's kind column (fat or macho64) matches what read_slices finds."""
+    rows = (corpus_dir / "manifest.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    checked = 0
+    for line in rows[1:]:
+        row = dict(zip(header, line.split("\t"), strict=False))
+        path = corpus_dir / "files" / row["file"]
+        if not path.is_file():
+            continue
+        refs = read_slices(BytesSource(path.read_bytes()))
+        assert (row["kind"] == "fat") == refs[0].fat, row["file"]
+        assert (len(refs) > 1) == refs[0].fat, row["file"]
+        if row["kind"] == "macho64":
+            assert refs[0].size == int(row["size"]), row["file"]
+        checked += 1
+    assert checked > 0
+
+
 def _lief_slices(path: Path) -> list[lief.MachO.Binary]:
     fb = lief.MachO.parse(str(path), config=lief.MachO.ParserConfig.quick)
     assert fb is not None, f"LIEF cannot parse {path}"

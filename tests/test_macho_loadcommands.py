@@ -418,7 +418,7 @@ def test_random_corruption_never_escapes() -> None:
     base = sample_executable(page_size=64).build()
     hsize = 32
     cmd_end = hsize + struct.unpack_from("<I", base, 20)[0]
-    for _ in range(3000):
+    for _ in range(10_000):
         buf = bytearray(base)
         for _ in range(rng.randint(1, 6)):
             pos = rng.randrange(0, cmd_end) if rng.random() < 0.8 else rng.randrange(len(buf))

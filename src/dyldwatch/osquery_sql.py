@@ -34,8 +34,11 @@ def _text(value: Any) -> str | None:
 @lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
     if len(pattern.encode()) > REGEX_MAX_SIZE:
-        raise ValueError(f"regex is longer than {REGEX_MAX_SIZE} bytes")
-    return re.compile(pattern)
+        raise apsw.SQLError(f"regex is longer than {REGEX_MAX_SIZE} bytes")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise apsw.SQLError(f"invalid regex {pattern!r}: {exc}") from exc
 
 
 def regex_match(value: Any, pattern: Any, index: Any) -> str | None:
@@ -60,7 +63,7 @@ def split(value: Any, tokens: Any, index: Any) -> str | None:
     if s is None or t is None or index is None:
         return None
     if not t:
-        raise ValueError("Invalid input to split function")
+        raise apsw.SQLError("Invalid input to split function")
     parts = re.split("[" + re.escape(t) + "]", s)
     return _pick([p.strip() for p in parts if p], index)
 
@@ -71,7 +74,7 @@ def regex_split(value: Any, pattern: Any, index: Any) -> str | None:
     if s is None or p is None or index is None:
         return None
     if not p:
-        raise ValueError("Invalid input to split function")
+        raise apsw.SQLError("Invalid input to split function")
     return _pick(_regex(p).split(s), index)
 
 
@@ -215,7 +218,7 @@ def version_compare(left: Any, right: Any, flavour: Any = None) -> int | None:
         return None
     key = (_text(flavour) or "").upper()
     if key not in _FLAVOURS:
-        raise ValueError(f"unknown version flavour {flavour!r} (ARCH, DPKG or RHEL)")
+        raise apsw.SQLError(f"unknown version flavour {flavour!r} (ARCH, DPKG or RHEL)")
     return _sign(_version_cmp(lv, rv, *_FLAVOURS[key]))
 
 

@@ -212,7 +212,9 @@ def _check_fields(loc: Located, path: tuple[str | int, ...], obj: Any,
             out.append(Problem(loc.file, loc.line(where), ".".join(map(str, where)),
                                f"unknown field {key!r} (known: {', '.join(spec)})"))
             continue
-        types, _ = spec[key]
+        types, required = spec[key]
+        if value is None and not required:  # `knobs:` left empty
+            continue
         bad = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
         if bad or not isinstance(value, types):
             out.append(Problem(loc.file, loc.line(where), ".".join(map(str, where)),

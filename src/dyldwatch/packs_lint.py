@@ -19,20 +19,94 @@ import apsw.ext
 
 from .osquery_sql import register_functions
 from .packs import KNOB_RE, Pack, PackError, Problem, Query, load_pack, pack_paths
-from .schema_facts import ddl_script, tables_for
+from .schema_facts import TableFacts, ddl_script, tables_for
 
 #: Authorizer actions a read-only query may take.
 _READ_ONLY = {"SQLITE_SELECT", "SQLITE_READ", "SQLITE_FUNCTION", "SQLITE_RECURSIVE"}
 #: Output columns that name the host object to act on; every query returns one, plus `reason`.
 _OBJECT_COLUMNS = ("pid", "path")
+#: Constraint operators that feed a path-keyed table (=, IN arrives as =, LIKE, GLOB).
+_PATH_OPS = (2, 65, 66)
+
+
+class _EmptyCursor:
+    def Filter(self, *args: Any) -> None:
+        pass
+
+    def Eof(self) -> bool:
+        return True
+
+    def Close(self) -> None:
+        pass
+
+
+class _RequiredVT:
+    """A table with required columns: the planner tells us whether a query constrains one of them."""
+
+    def __init__(self, table: TableFacts) -> None:
+        self.table = table
+        names = table.column_names()
+        self.required = {names.index(c) for c in table.required}
+
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
+        hit = False
+        for i in range(info.nConstraint):
+            if (info.get_aConstraint_usable(i) and info.get_aConstraint_iColumn(i) in self.required
+                    and info.get_aConstraint_op(i) in _PATH_OPS):
+                info.set_aConstraintUsage_argvIndex(i, 1)
+                hit = True
+                break
+        info.idxStr = f"{'constrained' if hit else 'unconstrained'}:{self.table.name}"
+        info.estimatedCost = 10.0 if hit else 1e12
+        return True
+
+    def Open(self) -> _EmptyCursor:
+        return _EmptyCursor()
+
+    def Disconnect(self) -> None:
+        pass
+
+    Destroy = Disconnect
+
+
+class _RequiredModule:
+    def __init__(self, table: TableFacts) -> None:
+        self.table = table
+
+    def Connect(self, *args: Any) -> tuple[str, _RequiredVT]:
+        cols = ", ".join(f'"{c}" {t}' for c, t in self.table.columns)
+        return f"CREATE TABLE x({cols})", _RequiredVT(self.table)
+
+    Create = Connect
 
 
 @lru_cache(maxsize=4)
 def _session(platform: str) -> apsw.Connection:
     conn = apsw.Connection(":memory:")
     register_functions(conn)
-    conn.execute(ddl_script(platform))
+    tables = tables_for(platform)
+    plain = {n for n, t in tables.items() if not t.required}
+    conn.execute(ddl_script(platform, only=plain))
+    for name, t in tables.items():
+        if t.required:
+            conn.create_module(name, _RequiredModule(t), use_bestindex_object=True, eponymous=True,
+                               eponymous_only=True, read_only=True)
     return conn
+
+
+def _unconstrained(plan: Any) -> list[str]:
+    """Tables with required columns that the chosen plan scans without such a constraint."""
+    out: list[str] = []
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        m = re.search(r"VIRTUAL TABLE INDEX \d+:unconstrained:(\w+)", node.detail or "")
+        if m:
+            out.append(m.group(1))
+        stack.extend(node.sub or ())
+    return sorted(set(out))
 
 
 def session_for(platform: str) -> apsw.Connection:
@@ -67,7 +141,7 @@ def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | N
             continue
         conn = session_for(platform)
         try:
-            info = apsw.ext.query_info(conn, sql, actions=True)
+            info = apsw.ext.query_info(conn, sql, actions=True, explain_query_plan=True)
         except apsw.Error as exc:
             msg = str(exc)
             out.append(Problem(file, _line_of(query.sql, sql_line, msg), f"{base}.sql",
@@ -90,6 +164,11 @@ def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | N
         if unused:
             out.append(Problem(file, pack.line("queries", index, "tables"), f"{base}.tables",
                                f"[{platform}] lists {', '.join(unused)} but the query does not read it"))
+        for table in _unconstrained(info.query_plan):
+            need = " or ".join(existing[table].required)
+            out.append(Problem(file, _line_of(query.sql, sql_line, f"no such table: {table}"), f"{base}.sql",
+                               f"[{platform}] {table} is read without a {need} constraint; in osquery it returns "
+                               "no rows (feed it from a join or a WHERE on the path)"))
         names = [d[0] for d in info.description or ()]
         if "reason" not in names or not any(c in names for c in _OBJECT_COLUMNS):
             out.append(Problem(file, sql_line, f"{base}.sql",

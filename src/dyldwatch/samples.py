@@ -151,6 +151,11 @@ Generator = Callable[[str, str, str], list[Row]]
 GENERATOR: Generator | None = None
 
 
+def schema_digest() -> str:
+    """Digest of every table's DDL: a database built before a table declaration changed is stale."""
+    return hashlib.sha256(ddl_script(None).encode()).hexdigest()
+
+
 def _time_row(now: int) -> Row:
     import datetime as dt
 
@@ -177,13 +182,14 @@ def build(scenario: Scenario | str | Path, out_dir: str | Path = SAMPLES_DIR) ->
     tmp.unlink(missing_ok=True)
     conn = apsw.Connection(str(tmp))
     try:
+        conn.execute("PRAGMA page_size = 512")  # ~300 mostly empty tables: keep committed files small
         with conn:
             conn.execute(ddl_script(None))
             conn.execute(f'CREATE TABLE "{META_TABLE}" (name TEXT, platform TEXT, description TEXT, now INTEGER, '
-                         "source TEXT, source_sha256 TEXT)")
-            conn.execute(f'INSERT INTO "{META_TABLE}" VALUES (?, ?, ?, ?, ?, ?)',
+                         "source TEXT, source_sha256 TEXT, schema_sha256 TEXT)")
+            conn.execute(f'INSERT INTO "{META_TABLE}" VALUES (?, ?, ?, ?, ?, ?, ?)',
                          (sc.name, sc.platform, sc.description.strip(), sc.now,
-                          f"sample_dbs/scenarios/{sc.name}.yaml", sc.digest))
+                          f"sample_dbs/scenarios/{sc.name}.yaml", sc.digest, schema_digest()))
             if "time" not in sc.tables:
                 _insert(conn, "time", [_time_row(sc.now)])
             for table, rows in sc.tables.items():
@@ -207,26 +213,28 @@ def db_meta(db: str | Path) -> dict[str, Any]:
     """The scenario a database was built from (name, platform, source digest)."""
     conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        rows = list(conn.execute(f'SELECT name, platform, source_sha256 FROM "{META_TABLE}"'))
+        rows = list(conn.execute(f'SELECT name, platform, source_sha256, schema_sha256 FROM "{META_TABLE}"'))
     except apsw.SQLError as exc:
         raise ValueError(f"{db}: not a dyldwatch sample database (no {META_TABLE} table)") from exc
     finally:
         conn.close()
     if not rows:
         raise ValueError(f"{db}: empty {META_TABLE} table")
-    name, platform, digest = rows[0]
-    return {"name": name, "platform": platform, "source_sha256": digest, "path": str(db)}
+    name, platform, digest, schema = rows[0]
+    return {"name": name, "platform": platform, "source_sha256": digest, "schema_sha256": schema, "path": str(db)}
 
 
 def stale(db_dir: Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR) -> list[str]:
-    """Scenario names whose committed database is missing or was built from another revision."""
+    """Scenario names whose database is missing or was built from another fixture or table schema."""
     out = []
+    schema = schema_digest()
     for p in scenario_paths(directory):
         db = db_dir / f"{p.stem}.db"
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
         try:
-            ok = db.exists() and db_meta(db)["source_sha256"] == digest
-        except ValueError:
+            meta = db_meta(db) if db.exists() else {}
+            ok = meta.get("source_sha256") == digest and meta.get("schema_sha256") == schema
+        except (ValueError, apsw.Error):
             ok = False
         if not ok:
             out.append(p.stem)
@@ -279,11 +287,12 @@ class Run:
 
 def _run_query(conn: apsw.Connection, sql: str) -> list[Row]:
     cur = conn.cursor()
-    rows = list(cur.execute(sql))
-    if not rows:
+    it = cur.execute(sql)
+    try:
+        names = [d[0] for d in cur.getdescription()]
+    except apsw.ExecutionCompleteError:  # no rows: the statement finished at once
         return []
-    names = [d[0] for d in cur.getdescription()]
-    return [dict(zip(names, r, strict=True)) for r in rows]
+    return [dict(zip(names, r, strict=True)) for r in it]
 
 
 def _applies(q: Query, platform: str) -> bool:
@@ -363,20 +372,20 @@ def default_dbs(build_dir: str | Path | None = None) -> list[Path]:
 
 
 def matrix(run: Run) -> tuple[list[str], list[list[str]]]:
-    """Analytic x scenario cells: `fired N ✓`, `silent ✓`, `… ✗`, `·` when not applicable."""
-    names = [m["name"] for m in sorted(run.scenarios, key=lambda m: (m["platform"], m["name"]))]
+    """Scenario rows x analytic columns: `fired N ✓`, `silent ✓`, `… ✗`, `·` when not applicable."""
+    metas = sorted(run.scenarios, key=lambda m: (m["platform"], m["name"]))
     body: list[list[str]] = []
-    for pack in run.packs:
-        line = [pack.id]
-        for s in names:
-            n, verdict = run.cell(pack.id, s)
+    for meta in metas:
+        line = [meta["name"]]
+        for pack in run.packs:
+            n, verdict = run.cell(pack.id, meta["name"])
             if n is None:
                 line.append("·")
                 continue
             text = f"fired {n}" if n else "silent"
             line.append(text + (" ✓" if verdict else " ✗" if verdict is False else ""))
         body.append(line)
-    return ["analytic", *names], body
+    return ["scenario", *(p.id for p in run.packs)], body
 
 
 def matrix_markdown(run: Run) -> str:

@@ -179,6 +179,8 @@ def _symbols(src: ByteSource, sl: MachOSlice, symtab: LoadCommand | None, dysymt
         return
     dtype = _NLIST_DTYPE[(sl.header.is64, sl.header.big_endian)]
     count = min(nsyms, MAX_NLIST)
+    if count < nsyms:
+        out.problems.append(f"only the first {MAX_NLIST} of {nsyms} symbols were counted")
     span = _span(sl, symtab.data["symoff"], count * dtype.itemsize)
     if span is None:
         out.problems.append(f"symbol table ({nsyms} entries at {symtab.data['symoff']:#x}) lies outside the slice")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from ..host.source import ByteSource
 from . import constants as C
@@ -407,7 +406,3 @@ def read_load_commands(src: ByteSource, ref: SliceRef) -> MachOSlice:
         raise MachOError(bad.message, base + bad.pos, partial) from None
     return MachOSlice(ref, header, tuple(commands))
 
-
-def command_data(lc: LoadCommand) -> dict[str, Any]:
-    """The decoded fields of a command (empty for kinds we only name)."""
-    return lc.data or {}

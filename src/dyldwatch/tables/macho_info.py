@@ -71,6 +71,7 @@ def slice_row(src: FileSource, sl: MachOSlice) -> Row:
         nsyms_imports=a.nsyms_imports, strings_count=a.strings_count, text_entropy=a.text_entropy,
         encrypted=1 if a.encrypted else 0, packer_markers=_json(list(a.packer_markers)) if a.packer_markers else None,
     )
+    problems.extend(a.problems or ())
     sig, problem = signature_columns(a.code_signature)
     row.update(sig)
     if problem:

@@ -1,0 +1,149 @@
+"""CLI commands for packs and sample databases: lint, build, validate.
+
+Only option parsing and rendering live here; cli.py adds these commands to the main group.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def _render(columns: Sequence[str], rows: list[Sequence[Any]], fmt: str, title: str | None = None) -> None:
+    from .cli import render
+
+    if fmt == "table":  # rich reads [brackets] as markup; messages such as "[linux] ..." must show as typed
+        from rich.markup import escape
+
+        rows = [tuple(escape(v) if isinstance(v, str) else v for v in row) for row in rows]
+    render(columns, rows, fmt, title=title)
+
+
+def _sites(site: str | None, packs: list[Any]) -> dict[str, dict[str, Any]] | None:
+    if not site:
+        return None
+    from .packs import PackError, load_site
+
+    try:
+        return load_site(site, packs)
+    except PackError as exc:
+        raise click.ClickException(f"SITE file refused:\n{exc}") from exc
+
+
+@click.command()
+@click.argument("packs", nargs=-1, type=click.Path(exists=True))
+@click.option("--site", type=click.Path(exists=True, dir_okay=False), help="Lint with this SITE file's knob values.")
+@click.option("--scenarios/--no-scenarios", default=True, show_default=True,
+              help="Also lint sample_dbs/scenarios/*.yaml against the schema facts.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def lint(packs: tuple[str, ...], site: str | None, scenarios: bool, fmt: str) -> None:
+    """Check packs: fields and types, every table and column on each query's platforms, SQL that prepares.
+
+    Exits non-zero on any problem; each is reported as FILE:LINE with the field.
+    """
+    from .packs import PackError, load_packs
+    from .packs_lint import lint_paths
+    from .samples import load_scenarios
+
+    sites = None
+    if site:
+        try:
+            sites = _sites(site, load_packs(packs))
+        except PackError as exc:
+            raise click.ClickException(str(exc)) from exc
+    problems = lint_paths(packs, sites)
+    if scenarios and not packs:
+        try:
+            load_scenarios()
+        except PackError as exc:
+            problems += exc.problems
+    rows = [(p.file, p.line, p.field, p.message) for p in problems]
+    if rows or fmt != "table":
+        _render(("file", "line", "field", "problem"), rows, fmt, title="lint problems")
+    if rows:
+        sys.exit(1)
+    if fmt == "table":
+        click.echo("lint: no problems")
+
+
+@click.command()
+@click.option("--target", type=click.Choice(["osquery", "fleetctl", "fleet-gitops", "samples"]), required=True,
+              help="osquery pack JSON + config, fleetctl v1 YAML, Fleet GitOps reports, or the sample databases.")
+@click.option("--site", type=click.Path(exists=True, dir_okay=False), help="SITE.yaml with tuning knob values.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Output directory (default: dist/TARGET, or sample_dbs for samples).")
+@click.argument("packs", nargs=-1, type=click.Path(exists=True))
+def build(target: str, site: str | None, out_dir: str | None, packs: tuple[str, ...]) -> None:
+    """Build fleet-ready files from the packs (refused when lint finds a problem)."""
+    from .packs import PackError, load_packs
+    from .packs_lint import lint_paths
+
+    if target == "samples":
+        from .samples import SAMPLES_DIR, build_all
+
+        try:
+            for path in build_all(Path(out_dir) if out_dir else SAMPLES_DIR):
+                click.echo(str(path))
+        except PackError as exc:
+            raise click.ClickException(f"scenario fixtures do not fit the schema facts:\n{exc}") from exc
+        return
+    from .packs_build import build as build_target
+
+    try:
+        loaded = load_packs(packs)
+    except PackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sites = _sites(site, loaded)
+    problems = lint_paths(packs, sites)
+    if problems:
+        raise click.ClickException("lint failed; nothing built:\n" + "\n".join(map(str, problems)))
+    for path in build_target(loaded, target, Path(out_dir or f"dist/{target}"), sites):
+        click.echo(str(path))
+
+
+@click.command()
+@click.option("--db", "dbs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Sample database(s) to check (default: build every scenario afresh into a temp dir).")
+@click.option("--site", type=click.Path(exists=True, dir_okay=False), help="Validate with this SITE file's knobs.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table: the detection matrix and failures; json/csv: one row per expectation.")
+@click.option("--markdown", is_flag=True, help="Print the detection matrix as Markdown (for the README).")
+@click.argument("packs", nargs=-1, type=click.Path(exists=True))
+def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, packs: tuple[str, ...]) -> None:
+    """Run every query on every applicable sample database and check each pack's expectations.
+
+    Exits non-zero when any expectation does not hold.
+    """
+    from .packs import PackError, load_packs
+    from .samples import default_dbs, matrix, matrix_markdown
+    from .samples import validate as run_validate
+
+    try:
+        loaded = load_packs(packs)
+        targets = [Path(d) for d in dbs] if dbs else default_dbs()
+        run = run_validate(loaded, targets, _sites(site, loaded), require_all=not dbs)
+    except (PackError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if markdown:
+        click.echo(matrix_markdown(run), nl=False)
+    elif fmt == "table":
+        head, body = matrix(run)
+        _render(head, body, fmt, title="detection matrix (rows each analytic returned on each scenario database)")
+        failed = [r for r in run.results if r.ok is False]
+        if failed:
+            _render(("analytic", "query", "scenario", "expected", "rows", "detail"),
+                    [(r.analytic, r.query, r.scenario, r.expected, r.rows, r.detail) for r in failed], fmt,
+                    title="failed expectations")
+        checked = sum(1 for r in run.results if r.ok is not None)
+        click.echo(f"{checked - len(failed)}/{checked} expectations hold")
+    else:
+        cols = ("analytic", "query", "scenario", "expected", "rows", "result", "detail")
+        _render(cols, [tuple(r.as_dict()[c] for c in cols) for r in run.results], fmt)
+    if not run.ok:
+        sys.exit(1)

@@ -1,0 +1,154 @@
+"""Build targets: osquery pack JSON, fleetctl v1 YAML, Fleet GitOps report files.
+
+Every target carries the same rendered SQL (site knobs substituted as SQL literals), so what a
+fleet runs is exactly what lint prepared and validate ran against the scenario databases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .packs import Pack, Query
+from .schema_facts import OUR_TABLES
+
+TARGETS = ("osquery", "fleetctl", "fleet-gitops")
+#: Where the osquery config snippet expects the pack files on hosts.
+PACK_INSTALL_DIR = "/etc/osquery/packs"
+EXTENSION_PATH = "/usr/local/osquery/extensions/dyldwatch.ext"
+#: Fleet's built-in platform labels, for fleetctl pack targets.
+FLEET_LABELS = {"darwin": "macOS", "linux": "All Linux"}
+
+Sites = Mapping[str, Mapping[str, Any]]
+
+
+def _sql(pack: Pack, q: Query, sites: Sites | None) -> str:
+    text = pack.render(q, (sites or {}).get(pack.id))
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def _platform(platforms: list[str] | tuple[str, ...]) -> str:
+    return "posix" if set(platforms) >= {"darwin", "linux"} else ",".join(platforms)
+
+
+def discovery(pack: Pack) -> list[str]:
+    """One query per dyldwatch table the pack reads: the pack runs only where the extension serves it."""
+    used = sorted({t for q in pack.queries for t in q.tables if t in OUR_TABLES})
+    return [f"SELECT 1 FROM osquery_registry WHERE registry = 'table' AND name = '{t}' AND active = 1" for t in used]
+
+
+def _version(pack: Pack) -> str:
+    return max((q.version for q in pack.queries), key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
+
+
+def osquery_pack(pack: Pack, sites: Sites | None = None) -> dict[str, Any]:
+    """The osquery pack document (https://osquery.readthedocs.io, "Query packs")."""
+    queries: dict[str, Any] = {}
+    for q in pack.queries:
+        entry: dict[str, Any] = {
+            "query": _sql(pack, q, sites), "interval": q.interval, "platform": q.platform,
+            "version": q.version, "description": q.description, "value": q.value, "snapshot": q.snapshot,
+        }
+        if not q.snapshot:
+            entry["removed"] = q.removed
+        queries[q.name] = entry
+    return {"platform": _platform(pack.platforms), "version": _version(pack), "discovery": discovery(pack),
+            "queries": queries}
+
+
+def osquery_config(packs: list[Pack], install_dir: str = PACK_INSTALL_DIR) -> dict[str, Any]:
+    """Config snippet that references the pack files (merge into osquery.conf)."""
+    return {"packs": {p.pack_name: f"{install_dir}/{p.pack_name}.json" for p in packs}}
+
+
+def osquery_flags(config_path: str = "/etc/osquery/osquery.conf") -> str:
+    return "\n".join([
+        f"--config_path={config_path}",
+        "--extensions_autoload=/etc/osquery/extensions.load",
+        "--extensions_timeout=10",
+        "--extensions_interval=3",
+        "--extensions_require=dyldwatch",
+        "",
+    ])
+
+
+def fleetctl_docs(pack: Pack, sites: Sites | None = None) -> list[dict[str, Any]]:
+    """fleetctl v1 documents: one `kind: query` per query, then the `kind: pack` that schedules them."""
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "query",
+         "spec": {"name": q.name, "description": q.description, "query": _sql(pack, q, sites)}}
+        for q in pack.queries
+    ]
+    docs.append({"apiVersion": "v1", "kind": "pack", "spec": {
+        "name": pack.pack_name,
+        "description": f"{pack.id}: {pack.title}",
+        "targets": {"labels": [FLEET_LABELS[p] for p in pack.platforms]},
+        "queries": [
+            {"query": q.name, "name": q.name, "description": q.description, "interval": q.interval,
+             "snapshot": q.snapshot, "removed": q.removed, "platform": q.platform, "version": q.version}
+            for q in pack.queries
+        ],
+    }})
+    return docs
+
+
+def gitops_reports(pack: Pack, sites: Sites | None = None) -> list[dict[str, Any]]:
+    """Fleet GitOps report (query) entries for `lib/` files referenced from default.yml or a fleet file."""
+    return [
+        {"name": q.name, "description": f"{pack.id} {pack.title}: {q.description}", "query": _sql(pack, q, sites),
+         "platform": q.platform, "interval": q.interval, "min_osquery_version": q.version,
+         "logging": q.logging, "observer_can_run": False, "automations_enabled": False, "discard_data": False}
+        for q in pack.queries
+    ]
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
+
+
+def build(packs: list[Pack], target: str, out_dir: str | Path, sites: Sites | None = None) -> list[Path]:
+    """Write one target's files under `out_dir` and return their paths."""
+    out = Path(out_dir)
+    written: list[Path] = []
+
+    def write(rel: str, text: str) -> None:
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
+    if target == "osquery":
+        for p in packs:
+            write(f"packs/{p.pack_name}.json", json.dumps(osquery_pack(p, sites), indent=2) + "\n")
+        write("osquery.conf", json.dumps(osquery_config(packs), indent=2) + "\n")
+        write("osquery.flags", osquery_flags())
+        write("extensions.load", EXTENSION_PATH + "\n")
+    elif target == "fleetctl":
+        for p in packs:
+            write(f"{p.pack_name}.yml", "---\n".join(dump_yaml(d) for d in fleetctl_docs(p, sites)))
+    elif target == "fleet-gitops":
+        for p in packs:
+            write(f"lib/dyldwatch/{p.id}.reports.yml", dump_yaml(gitops_reports(p, sites)))
+        refs = [{"path": f"./lib/dyldwatch/{p.id}.reports.yml"} for p in packs]
+        header = ("# dyldwatch reports: merge into default.yml (paths are relative to it; from fleets/*.yml or\n"
+                  "# teams/*.yml use ../lib/...). Fleet releases before the queries->reports rename use `queries:`.\n")
+        write("default.snippet.yml", header + dump_yaml({"reports": refs}))
+    else:
+        raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
+    return written
