@@ -18,6 +18,7 @@ from dyldwatch.tables import TABLES, load_table
 
 from . import machowriter as mw
 from .harness import ROOT, FakeOsqueryd, constraint, context, extension_command, running_extension
+from .sigwriter import build_superblob
 
 EQ, LIKE = 2, 65
 
@@ -27,7 +28,9 @@ def fixture_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Mach-O files written by our own writer: two in a folder, one deeper, and a decoy."""
     root = tmp_path_factory.mktemp("machos")
     (root / "lib" / "deep").mkdir(parents=True)
-    (root / "app").write_bytes(mw.sample_executable().build())
+    app = mw.sample_executable()
+    app.set_code_signature(build_superblob("com.example.app", team_id="TEAM123456", flags=0x10000))
+    (root / "app").write_bytes(app.build())
     dylib = mw.MachOWriter(filetype=mw.C.MH_DYLIB)
     dylib.add_dylib("@rpath/libbar.dylib", mw.C.LC_ID_DYLIB)
     dylib.add_dylib("/usr/lib/libSystem.B.dylib")
@@ -87,7 +90,9 @@ def test_generate_in_list_and_error_rows(ext, fixture_tree: Path) -> None:
     resp = conn.generate("macho_info", context(constraint("path", *[(EQ, p) for p in paths])))
     assert resp.status.code == 0
     by_path = {r["path"]: r for r in resp.response}
-    assert by_path[paths[0]]["arch"] == "arm64" and by_path[paths[0]]["error"] == ""
+    app = by_path[paths[0]]
+    assert app["arch"] == "arm64" and app["error"] == "" and app["team_id"] == "TEAM123456"
+    assert app["hardened_runtime"] == "1" and app["signature_type"] == "adhoc"
     assert "not a Mach-O" in by_path[paths[1]]["error"]
     assert by_path[paths[2]]["error"] == "no such file"
 

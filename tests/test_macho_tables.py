@@ -164,7 +164,7 @@ def test_repeated_query_is_served_from_cache_and_invalidated_by_change(tmp_path:
     p = tmp_path / "app"
     p.write_bytes(mw.sample_executable().build())
     table = MachoInfoTable()
-    rows(table, path=[(EQ, str(p))])
+    (before,) = rows(table, path=[(EQ, str(p))])
     hits = macho_info.SCANNER.cache.hits
     rows(table, path=[(EQ, str(p))])
     assert macho_info.SCANNER.cache.hits == hits + 1
@@ -173,7 +173,7 @@ def test_repeated_query_is_served_from_cache_and_invalidated_by_change(tmp_path:
     p.write_bytes(w.build())
     os.utime(p, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
     (r,) = rows(table, path=[(EQ, str(p))])
-    assert r["ncmds"] == 9  # the sample's eight commands plus the new LC_RPATH
+    assert r["ncmds"] == before["ncmds"] + 1  # the new LC_RPATH is seen, not a cached row
     names = {x["name"] for x in rows(MachoLoadCommandsTable(), path=[(EQ, str(p))])}
     assert "/tmp/planted" in names
 
@@ -193,8 +193,8 @@ def test_every_corpus_file_yields_rows_without_error(corpus_dir: Path) -> None:
     assert [r for r in lcs if r["error"]] == []
     kinds = {r["signature_type"] for r in info}
     assert {"adhoc", "certificate"} <= kinds, kinds
-    assert any(r["hardened_runtime"] and r["authority"] and r["team_id"] for r in info)
-    assert any(r["entitlements"] for r in info)
+    assert any(r.get("hardened_runtime") and r.get("authority") and r.get("team_id") for r in info)
+    assert any(r.get("entitlements") for r in info)
 
 
 def test_lief_is_never_loaded_by_the_tables(tmp_path: Path) -> None:
