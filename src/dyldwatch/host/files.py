@@ -67,15 +67,21 @@ def os_error_message(exc: OSError) -> str:
 class FileSource:
     """A ByteSource over an open regular file, read with pread (no mmap, no shared offset)."""
 
-    def __init__(self, path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    #: The first bytes are read once and served from memory: headers, the fat table and most load
+    #: command areas live there, and every parser starts by asking for them.
+    HEAD = 16 << 10
+
+    def __init__(self, path: str, *, max_size: int = DEFAULT_MAX_SIZE, pre: os.stat_result | None = None) -> None:
         self.path = path
+        self._head: bytes | None = None
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
         # Check the type before open: opening a FIFO with O_NONBLOCK is harmless, but opening
         # some devices has side effects, so we refuse anything that is not regular up front.
-        try:
-            pre = os.stat(path)
-        except OSError as exc:
-            raise FileProblem(os_error_message(exc)) from exc
+        if pre is None:
+            try:
+                pre = os.stat(path)
+            except OSError as exc:
+                raise FileProblem(os_error_message(exc)) from exc
         if not stat.S_ISREG(pre.st_mode):
             raise FileProblem(f"{describe_mode(pre.st_mode)}, not read")
         try:
@@ -99,6 +105,13 @@ class FileSource:
         if offset < 0 or length <= 0 or offset >= self.size:
             return b""
         length = min(length, self.size - offset, MAX_READ)
+        if offset + length <= self.HEAD:
+            if self._head is None:
+                self._head = self._pread(0, min(self.HEAD, self.size))
+            return self._head[offset : offset + length]
+        return self._pread(offset, length)
+
+    def _pread(self, offset: int, length: int) -> bytes:
         try:
             return os.pread(self._fd, length, offset)
         except OSError as exc:

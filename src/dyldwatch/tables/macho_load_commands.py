@@ -6,31 +6,32 @@ load-command area, so it can run over whole directories on a schedule.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
+import orjson
+
 from ..host.files import FileSource
-from ..macho import LoadCommand, MachOSlice, in_shared_cache_path, resolve_install_name
-from .base import BIGINT, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
+from ..macho import MachOSlice, in_shared_cache_path, resolve_install_name
+from .base import INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
 
 DYLIB_COMMANDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
 )
 NAMED_COMMANDS = DYLIB_COMMANDS | {"LC_ID_DYLIB", "LC_RPATH", "LC_LOAD_DYLINKER", "LC_ID_DYLINKER", "LC_DYLD_ENVIRONMENT"}
-#: Commands whose decoded fields are worth a JSON `details` value for analysts.
-_DETAIL_SKIP = frozenset({"sections"})
+_SEGMENTS = frozenset({"LC_SEGMENT", "LC_SEGMENT_64"})
+_RESOLVED = ("resolved_path", "resolved_exists", "in_shared_cache")
 
 
-def _details(cmd: LoadCommand) -> str | None:
-    data = {k: v for k, v in (cmd.data or {}).items() if k not in _DETAIL_SKIP}
-    if cmd.cmd_name in ("LC_SEGMENT", "LC_SEGMENT_64") and cmd.data:
-        data["nsects"] = len(cmd.data.get("sections") or ())
+def details_json(cmd_name: str, data: dict | None) -> str | None:
+    """A command's decoded fields as compact JSON (section lists summarised as a count)."""
     if not data:
         return None
-    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
+    if cmd_name in _SEGMENTS:
+        data = {k: v for k, v in data.items() if k != "sections"} | {"nsects": len(data.get("sections") or ())}
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def _executable_path(path: str, sl: MachOSlice) -> str:
@@ -53,8 +54,8 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
             "compatibility_version": cmd.compatibility_version,
             "current_version": cmd.current_version,
             "weak": 1 if cmd.weak else 0,
-            "details": _details(cmd),
             "error": None,
+            "_data": cmd.data,
         }
         if cmd.cmd_name in DYLIB_COMMANDS and cmd.name:
             row["_resolve"] = (cmd.name, _executable_path(path, sl), path, tuple(rpaths))
@@ -70,24 +71,44 @@ def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
         yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
 
 
-def refresh(row: Row) -> Row:
-    """Resolve a dylib reference against the file system as it is now (never from cache)."""
-    spec = row.get("_resolve")
-    if spec is None:
-        return row
-    name, executable_path, loader_path, rpaths = spec
-    resolved, exists = resolve_install_name(
-        name, executable_path=executable_path, loader_path=loader_path, rpaths=list(rpaths), exists=os.path.exists
-    )
-    out = dict(row)
-    del out["_resolve"]
-    out["resolved_path"] = resolved
-    out["resolved_exists"] = 1 if exists else 0
-    out["in_shared_cache"] = 1 if (resolved and not exists and in_shared_cache_path(resolved)) else 0
-    return out
+def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
+    """The per-query step: `details` when the query reads it, and dylib resolution against the file
+    system as it is now (never from cache, so a dylib planted later is seen at once). Existence
+    checks are shared within one query: many binaries name the same libraries."""
+    want_details = ctx.uses("details")
+    want_resolution = any(ctx.uses(c) for c in _RESOLVED)
+    if not (want_details or want_resolution):
+        return None
+    known: dict[str, bool] = {}
+
+    def exists(path: str) -> bool:
+        hit = known.get(path)
+        if hit is None:
+            hit = known[path] = os.path.exists(path)
+        return hit
+
+    def finish(row: Row) -> Row:
+        data = row.get("_data") if want_details else None
+        spec = row.get("_resolve") if want_resolution else None
+        if data is None and spec is None:
+            return row
+        out = dict(row)
+        if data is not None:
+            out["details"] = details_json(row["cmd"], data)
+        if spec is not None:
+            name, executable_path, loader_path, rpaths = spec
+            resolved, found = resolve_install_name(
+                name, executable_path=executable_path, loader_path=loader_path, rpaths=list(rpaths), exists=exists
+            )
+            out["resolved_path"] = resolved
+            out["resolved_exists"] = 1 if found else 0
+            out["in_shared_cache"] = 1 if (resolved and not found and in_shared_cache_path(resolved)) else 0
+        return out
+
+    return finish
 
 
-SCANNER = MachOScanner("macho_load_commands", rows_for, refresh)
+SCANNER = MachOScanner("macho_load_commands", rows_for, finisher)
 
 
 class MachoLoadCommandsTable(Table):

@@ -8,11 +8,12 @@ over unchanged files, pays once.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..host.cache import BoundedCache
-from ..host.files import FileKey, FileProblem, FileSource, stat_key
+from ..host.files import FileKey, FileProblem, FileSource
 from ..host.paths import PathRequest, expand_paths, has_path_constraint
 from ..macho import MachOError, MachOSlice, read_load_commands, read_slices
 from .base import QueryContext, Row, error_row
@@ -61,21 +62,22 @@ def looks_like_macho(src: FileSource) -> bool:
 
 
 FileRows = Callable[[FileSource, ParsedFile], Iterator[Row]]
-Refresh = Callable[[Row], Row]
+Finisher = Callable[[QueryContext], Callable[[Row], Row] | None]
 
 
 class MachOScanner:
     """Answers one Mach-O table: expands the query's paths and caches each file's rows.
 
     The row cache is checked after a single stat, before the file is opened, so a repeated query
-    over unchanged files costs a stat per file. `refresh` recomputes the few columns that depend on
-    other files (whether a referenced dylib exists) so cached rows never go stale on them.
+    over unchanged files costs a stat per file. `finisher(ctx)` gives the step that adds the per-query columns: those that depend
+    on other files (whether a referenced dylib exists), so cached rows never go stale on them, and
+    costly ones the query does not read.
     """
 
-    def __init__(self, table: str, rows_for: FileRows, refresh: Refresh | None = None, cache_size: int = 4096) -> None:
+    def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, cache_size: int = 4096) -> None:
         self.table = table
         self.rows_for = rows_for
-        self.refresh = refresh
+        self.finisher = finisher
         self.cache: BoundedCache[tuple[Row, ...]] = BoundedCache(cache_size)
 
     def scan(self, ctx: QueryContext) -> Iterator[Row]:
@@ -88,22 +90,26 @@ class MachOScanner:
             log.warning("%s: no path or directory constraint; returning no rows "
                         "(try: WHERE path LIKE '/Applications/%%%%' or directory = '/usr/local/lib')", self.table)
             return
+        finish = self.finisher(ctx) if self.finisher is not None else None
         for req in expand_paths(ctx):
             rows = self._rows(req)
-            if self.refresh is None:
+            if finish is None:
                 yield from rows
             else:
                 for row in rows:
-                    yield self.refresh(row)
+                    yield finish(row)
 
     def _rows(self, req: PathRequest) -> tuple[Row, ...]:
-        key = stat_key(req.path)
-        if key is not None:
-            cached = self.cache.get((key, req.explicit))
+        try:
+            st: os.stat_result | None = os.stat(req.path)
+        except (OSError, ValueError):
+            st = None  # FileSource says why
+        if st is not None:
+            cached = self.cache.get((FileKey.of(req.path, st), req.explicit))
             if cached is not None:
                 return cached
         try:
-            src = FileSource(req.path, max_size=MAX_MACHO_SIZE)
+            src = FileSource(req.path, max_size=MAX_MACHO_SIZE, pre=st)
         except FileProblem as exc:
             return (error_row(req.path, str(exc)),)
         with src:
