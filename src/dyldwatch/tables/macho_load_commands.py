@@ -66,7 +66,11 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
 
 def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
     for sl in parsed.slices:
-        yield from slice_rows(src.path, sl)
+        if sl.commands:
+            yield from slice_rows(src.path, sl)
+        elif not parsed.error:  # nothing dyld could load; say so rather than return nothing
+            yield {"path": src.path, "directory": os.path.dirname(src.path), "arch": sl.ref.arch,
+                   "error": f"slice {sl.ref.arch} has no load commands"}
     if parsed.error:
         yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
 
