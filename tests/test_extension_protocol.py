@@ -167,3 +167,29 @@ def test_launcher_is_executable_and_posix_sh() -> None:
     launcher = ROOT / "extension" / "dyldwatch.ext"
     assert os.access(launcher, os.X_OK)
     assert launcher.read_text().startswith("#!/bin/sh\n")
+
+
+def test_extension_survives_a_directory_of_hostile_files(tmp_path: Path) -> None:
+    """Mutated Mach-O files through the real process: every query answers, the process lives."""
+    import random
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "bench"))
+    import fuzz_macho
+
+    seeds = fuzz_macho.writer_seeds()
+    marks = [fuzz_macho.landmarks(s) for s in seeds]
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    for i in range(300):
+        rng = random.Random(i)
+        k = rng.randrange(len(seeds))
+        (hostile / f"f{i:03}").write_bytes(fuzz_macho.mutate(seeds[k], marks[k], rng))
+    os.mkfifo(hostile / "fifo.dylib")
+    with running_extension(tmp_path) as (_, proc, conn):
+        for table in ("macho_load_commands", "macho_info"):
+            resp = conn.generate(table, context(constraint("directory", (EQ, str(hostile)))))
+            assert resp.status.code == 0, resp.status.message
+            assert any(r["error"] for r in resp.response)
+            assert any(r["path"].endswith("fifo.dylib") and "FIFO" in r["error"] for r in resp.response)
+        assert conn.ping().code == 0 and proc.poll() is None

@@ -67,3 +67,15 @@ def test_expansion_is_bounded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_unlistable_directory_yields_nothing_quietly(tmp_path: Path) -> None:
     assert paths_for(directory=[(Op.EQUALS, str(tmp_path / "missing"))]) == []
+
+
+def test_bundle_directories_are_one_object(tree: Path) -> None:
+    (tree / "a" / "tool.scptd" / "Contents").mkdir(parents=True)
+    (tree / "a" / "tool.scptd" / "Contents" / "main.scpt").write_bytes(b"x")
+    for cons in ({"path": [(Op.LIKE, f"{tree}/a/%")]}, {"path": [(Op.LIKE, f"{tree}/a/%%")]},
+                 {"directory": [(Op.EQUALS, f"{tree}/a")]}):
+        got = [r.path for r in expand_paths(QueryContext.build(cons), bundles=(".scptd", ".app"))]
+        assert f"{tree}/a/tool.scptd" in got
+        assert not any("main.scpt" in p for p in got)
+    plain = [r.path for r in expand_paths(QueryContext.build({"path": [(Op.LIKE, f"{tree}/a/%%")]}))]
+    assert f"{tree}/a/tool.scptd/Contents/main.scpt" in plain

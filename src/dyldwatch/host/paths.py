@@ -52,8 +52,11 @@ def like_to_glob(pattern: str) -> tuple[str, bool]:
     return "".join(out), recursive
 
 
-def _walk(root: str, budget: list[int]) -> Iterator[str]:
-    """Every non-directory entry below root, depth-first, bounded by depth and by budget[0]."""
+def _walk(root: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every non-directory entry below root, depth-first, bounded by depth and by budget[0].
+
+    Directories whose names end with one of `bundles` (e.g. `.scptd`) are yielded whole instead of
+    being descended into: to their table they are one object."""
     stack: list[tuple[str, int]] = [(root, 0)]
     while stack:
         top, depth = stack.pop()
@@ -69,7 +72,7 @@ def _walk(root: str, budget: list[int]) -> Iterator[str]:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            if is_dir:
+            if is_dir and not (bundles and entry.name.endswith(bundles)):
                 if depth + 1 < MAX_DEPTH:
                     subdirs.append(entry.path)
                 continue
@@ -87,13 +90,17 @@ def _is_dir(path: str) -> bool:
         return False
 
 
-def _expand_like(pattern: str, budget: list[int]) -> Iterator[str]:
+def _is_bundle(path: str, bundles: tuple[str, ...]) -> bool:
+    return bool(bundles) and path.rstrip("/").endswith(bundles)
+
+
+def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
     globbed, recursive = like_to_glob(pattern)
     if recursive:
         # "/dir/%%" walks every directory the prefix glob names; "/dir/lib%%" also matches files.
         for base in sorted(glob.iglob(globbed + "*" if not globbed.endswith("/") else globbed)):
-            if base.endswith("/") or _is_dir(base):
-                yield from _walk(base.rstrip("/") or "/", budget)
+            if (base.endswith("/") or _is_dir(base)) and not _is_bundle(base, bundles):
+                yield from _walk(base.rstrip("/") or "/", budget, bundles)
             elif budget[0] > 0:
                 budget[0] -= 1
                 yield base
@@ -101,7 +108,7 @@ def _expand_like(pattern: str, budget: list[int]) -> Iterator[str]:
                 return
         return
     for hit in sorted(glob.iglob(globbed)):
-        if _is_dir(hit):
+        if _is_dir(hit) and not _is_bundle(hit, bundles):
             continue
         if budget[0] <= 0:
             return
@@ -109,7 +116,7 @@ def _expand_like(pattern: str, budget: list[int]) -> Iterator[str]:
         yield hit
 
 
-def _list_dir(directory: str, budget: list[int]) -> Iterator[str]:
+def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -118,7 +125,7 @@ def _list_dir(directory: str, budget: list[int]) -> Iterator[str]:
         return
     for entry in entries:
         try:
-            if entry.is_dir():
+            if entry.is_dir() and not (bundles and entry.name.endswith(bundles)):
                 continue
         except OSError:
             pass
@@ -129,9 +136,12 @@ def _list_dir(directory: str, budget: list[int]) -> Iterator[str]:
 
 
 def expand_paths(
-    ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory", limit: int = MAX_FILES
+    ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory", limit: int = MAX_FILES,
+    bundles: tuple[str, ...] = (),
 ) -> Iterator[PathRequest]:
-    """Files named by the query's path and directory constraints, de-duplicated, bounded."""
+    """Files named by the query's path and directory constraints, de-duplicated, bounded.
+
+    `bundles` names directory suffixes that count as one object (script bundles, applets)."""
     seen: set[str] = set()
     budget = [limit]
 
@@ -143,17 +153,17 @@ def expand_paths(
     for path in ctx.equals(path_column):
         yield from emit(path, True)
     for pattern in ctx.like(path_column):
-        for hit in _expand_like(pattern, budget):
+        for hit in _expand_like(pattern, budget, bundles):
             yield from emit(hit, False)
     for directory in ctx.equals(directory_column):
-        for hit in _list_dir(directory, budget):
+        for hit in _list_dir(directory, budget, bundles):
             yield from emit(hit, False)
     for pattern in ctx.get(directory_column, Op.LIKE):
         globbed, recursive = like_to_glob(pattern)
         for d in sorted(glob.iglob(globbed)):
             if not _is_dir(d):
                 continue
-            for hit in _walk(d, budget) if recursive else _list_dir(d, budget):
+            for hit in _walk(d, budget, bundles) if recursive else _list_dir(d, budget, bundles):
                 yield from emit(hit, False)
     if budget[0] <= 0:
         log.warning("path expansion stopped at %d files; narrow the path constraint", limit)
