@@ -68,34 +68,39 @@ def rerun(packs, tmp_path: Path, scenario: Scenario, analytic: str) -> int:
 
 
 def variant(name: str, edit) -> Scenario:
+    """The scenario with `edit(sc)` applied: literal rows in sc.tables, generated ones via sc.fixtures."""
     sc = copy.deepcopy(load_scenario(SCENARIOS_DIR / f"{name}.yaml"))
-    edit(sc.tables)
+    edit(sc)
     sc.name = f"{name}_variant"
     return sc
 
 
-def _entitle(tables) -> None:
-    tables["macho_info"][0]["entitlements"] = json.dumps({"com.apple.security.cs.allow-jit": True})
+def _fixture(sc: Scenario, suffix: str) -> dict:
+    return next(fx for fx in sc.fixtures if fx["path"].endswith(suffix))
 
 
-def _same_team(tables) -> None:
-    for row in tables["macho_info"] + tables["dylib_provenance"]:
-        if row["path"].endswith("libcrashreporter.dylib"):
-            row.update(signature_type="certificate", team_id="ACME12345")
+def _entitle(sc: Scenario) -> None:
+    sig = _fixture(sc, "/QuickNotes")["macho"]["signature"]
+    sig["entitlements"] = {**sig.get("entitlements", {}), "com.apple.security.cs.allow-jit": True}
 
 
-def _benign_preload(tables) -> None:
-    tables["process_envs"] = [e for e in tables["process_envs"] if "jemalloc" in e["value"]]
-    tables["file"][0]["size"] = 0
+def _same_team(sc: Scenario) -> None:
+    _fixture(sc, "libcrashreporter.dylib")["macho"]["signature"] = {"type": "certificate", "team_id": "ACME12345"}
 
 
-def _editable(tables) -> None:
-    tables["applescript_info"][0]["run_only"] = 0
+def _benign_preload(sc: Scenario) -> None:
+    sc.tables["process_envs"] = [e for e in sc.tables["process_envs"] if "jemalloc" in e["value"]]
+    sc.tables["file"][0]["size"] = 0
 
 
-def _old_and_team_signed(tables) -> None:
-    for row in tables["dylib_provenance"]:
-        row.update(user_writable=0, btime=1700000000, quarantined=0, quarantine_time=None)
+def _editable(sc: Scenario) -> None:
+    sc.tables["applescript_info"][0]["run_only"] = 0
+
+
+def _old_and_team_signed(sc: Scenario) -> None:
+    for fx in sc.fixtures:
+        fx["host"] = {**fx.get("host", {}), "user_writable": 0, "btime": 1700000000, "mtime": 1700000000}
+        fx.pop("xattrs", None)
 
 
 @pytest.mark.parametrize(("scenario", "analytic", "edit"), [
@@ -129,10 +134,11 @@ def test_fixture_lint_reports_file_line(tmp_path: Path) -> None:
 
 def test_generate_entries_need_the_generator(tmp_path: Path, monkeypatch) -> None:
     sc = copy.deepcopy(load_scenario(SCENARIOS_DIR / "darwin_packed_macho.yaml"))
-    sc.generate = [{"table": "macho_info", "fixture": "upx_helper", "path": "/Users/alice/x"}]
+    sc.generate = [{"table": "macho_info", "path": "/Users/alice/x"}]
+    monkeypatch.setattr(samples, "GENERATOR", None)
     with pytest.raises(RuntimeError, match="generator"):
         build(sc, tmp_path)
-    monkeypatch.setattr(samples, "GENERATOR", lambda table, fixture, path: [{"path": path, "arch": "arm64"}])
+    monkeypatch.setattr(samples, "GENERATOR", lambda s: {"macho_info": [{"path": "/Users/alice/x", "arch": "arm64"}]})
     db = build(sc, tmp_path)
     import apsw
 

@@ -147,3 +147,52 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
         _render(cols, [tuple(r.as_dict()[c] for c in cols) for r in run.results], fmt)
     if not run.ok:
         sys.exit(1)
+
+
+@click.command()
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Database to write (replaced); read it with `query --db` and `validate --db`.")
+@click.option("--table", "tables", multiple=True, metavar="TABLE",
+              help="Run only this table (repeatable; default: all of dyldwatch's tables).")
+@click.option("--path", "patterns", multiple=True, metavar="PATTERN",
+              help="File, directory (its entries) or osquery LIKE pattern for the path-keyed tables: "
+                   "'/dir/%' one level, '/dir/%%' recursive. Repeatable.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False),
+              help="Mounted image to scan: patterns are looked up under it and paths stored as inside it.")
+@click.option("--platform", type=click.Choice(["darwin", "linux"]),
+              help="Platform whose rules apply (default: this host's; darwin with --root).")
+def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root: str | None,
+             platform: str | None) -> None:
+    """Run dyldwatch's tables on this host (or a mounted image) into a database.
+
+    Process tables read every process; path-keyed tables read the --path patterns;
+    dylib_provenance also covers every image process_images found. Native osquery tables are
+    created empty so pack SQL prepares; `time` holds the snapshot time.
+
+    \b
+    Examples:
+      dyldwatch snapshot -o host.db --path '/Applications/%%' --path '/Users/%/Library/%%'
+      dyldwatch snapshot -o image.db --root /mnt/mac --path '/Applications/%%'
+      dyldwatch validate --db host.db
+    """
+    from rich.console import Console
+
+    from .snapshot import SnapshotError, take_snapshot
+
+    err = Console(stderr=True)
+    live = err.is_terminal
+
+    def progress(table: str, n: int, done: bool) -> None:
+        if done:
+            err.print(f"{table}: {n} row{'s' if n != 1 else ''}", highlight=False)
+        elif live:
+            err.print(f"{table}: {n} rows…", end="\r", highlight=False)
+
+    try:
+        result = take_snapshot(out, tables=tables, patterns=patterns, root=root, platform=platform,
+                               progress=progress)
+    except SnapshotError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(str(result.path))
