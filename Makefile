@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= $(or $(DYLDWATCH_CORPUS),$(HOME)/.cache/dyldwatch-corpus)
 export DYLDWATCH_CORPUS := $(CORPUS)
 
-.PHONY: install corpus demo test lint bench fuzz thrift clean
+.PHONY: install corpus demo test lint bench fuzz thrift matrix samples clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml
 corpus:
 	@bash ../shared/corpus/fetch-macho-corpus.sh "$(CORPUS)" || echo "corpus not fetched: corpus tests will be skipped" >&2
 
-# The main job on an embedded default: every Mach-O file of the corpus, read by dyldwatch's tables.
-demo: install corpus
+# The main job on embedded defaults: every analytic against the shipped scenario databases, then
+# dyldwatch's Mach-O tables over every file of the real corpus.
+demo: install
+	$(VENV)/bin/dyldwatch validate $(addprefix --db ,$(wildcard sample_dbs/*.db))
+	@$(MAKE) --no-print-directory corpus
 	$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
 	  (SELECT count(*) FROM macho_load_commands c WHERE c.path = i.path AND c.arch = i.arch AND c.cmd LIKE 'LC_LOAD%') AS dylibs \
 	  FROM macho_info i WHERE i.directory = '$(CORPUS)/files' ORDER BY i.path LIMIT 40"
@@ -43,6 +46,20 @@ thrift:
 	thrift --gen py -out build/thrift src/dyldwatch/protocol/osquery_extension.thrift
 	rm -rf src/dyldwatch/protocol/wire && cp -r build/thrift/dyldwatch/protocol/wire src/dyldwatch/protocol/wire
 	rm -f src/dyldwatch/protocol/wire/*-remote
+
+# Rebuild the scenario databases from sample_dbs/scenarios (CI fails when committed ones are stale).
+samples: install
+	$(VENV)/bin/dyldwatch build --target samples
+
+# Regenerate the README's detection matrix from validate (CI fails when it is stale).
+matrix: install
+	$(PY) -c "import pathlib, subprocess, sys; \
+	readme = pathlib.Path('README.md'); text = readme.read_text(); \
+	start, end = '<!-- matrix:start (make matrix) -->', '<!-- matrix:end -->'; \
+	dbs = sorted(str(p) for p in pathlib.Path('sample_dbs').glob('*.db')); \
+	out = subprocess.run(['$(VENV)/bin/dyldwatch', 'validate', '--markdown'] + [a for d in dbs for a in ('--db', d)], \
+	                     check=True, capture_output=True, text=True).stdout.strip(); \
+	head, rest = text.split(start, 1); readme.write_text(head + start + '\n' + out + '\n' + end + rest.split(end, 1)[1])"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

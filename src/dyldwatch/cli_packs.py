@@ -6,6 +6,7 @@ Only option parsing and rendering live here; cli.py adds these commands to the m
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,9 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
 
     try:
         loaded = load_packs(packs)
-        targets = [Path(d) for d in dbs] if dbs else default_dbs()
-        run = run_validate(loaded, targets, _sites(site, loaded), require_all=not dbs)
+        with tempfile.TemporaryDirectory(prefix="dyldwatch-samples-") as scratch:
+            targets = [Path(d) for d in dbs] if dbs else default_dbs(scratch)
+            run = run_validate(loaded, targets, _sites(site, loaded), require_all=not dbs)
     except (PackError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if markdown:
