@@ -15,7 +15,6 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import best_of, corpus_files, report  # noqa: E402
-
 from dyldwatch.tables import macho_info, macho_load_commands  # noqa: E402
 from dyldwatch.tables.base import Op, QueryContext  # noqa: E402
 from dyldwatch.tables.machofiles import PARSE_CACHE  # noqa: E402

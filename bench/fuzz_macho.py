@@ -88,7 +88,7 @@ def landmarks(data: bytes) -> dict[str, list[int]]:
 
 
 def _put(buf: bytearray, off: int, fmt: str, value: int) -> None:
-    if 0 <= off and off + struct.calcsize(fmt) <= len(buf):
+    if off >= 0 and off + struct.calcsize(fmt) <= len(buf):
         struct.pack_into(fmt, buf, off, value & ((1 << (8 * struct.calcsize(fmt))) - 1))
 
 

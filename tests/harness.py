@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,15 +125,11 @@ class FakeOsqueryd:
         """osqueryd dies: the manager socket and every open connection go away."""
         self._stopped.set()
         for conn in [self._listener, *self._clients]:
-            try:
+            with suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
-        try:
+        with suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
     def wait_registered(self, timeout: float = 20.0) -> Registration:
         deadline = time.monotonic() + timeout

@@ -79,14 +79,12 @@ def build_superblob(identifier: str, *, team_id: str | None = None, flags: int =
     ents_xml = ents_der = None
     if raw_xml_entitlements is not None:  # hostile payloads for tests
         ents_xml = blob(ENTITLEMENTS, raw_xml_entitlements)
-    elif entitlements is not None:
-        if xml_entitlements:
-            ents_xml = blob(ENTITLEMENTS, plistlib.dumps(entitlements, fmt=plistlib.FMT_XML))
-            special[4] = ents_xml
-    if entitlements is not None:
-        if der_entitlements:
-            ents_der = blob(DER_ENTITLEMENTS, encode_der_entitlements(entitlements))
-            special[6] = ents_der
+    elif entitlements is not None and xml_entitlements:
+        ents_xml = blob(ENTITLEMENTS, plistlib.dumps(entitlements, fmt=plistlib.FMT_XML))
+        special[4] = ents_xml
+    if entitlements is not None and der_entitlements:
+        ents_der = blob(DER_ENTITLEMENTS, encode_der_entitlements(entitlements))
+        special[6] = ents_der
     kw = dict(team_id=team_id, flags=flags, code_pages=code_pages, page_size_log2=page_size_log2,
               version=version, special=special)
     if sha1_primary:

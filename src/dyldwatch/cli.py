@@ -30,8 +30,9 @@ def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, *, t
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(columns)
-        for count, row in enumerate(rows, 1):
+        for row in rows:
             writer.writerow(["" if v is None else v for v in row])
+            count += 1
         return count
     from rich.console import Console
     from rich.table import Table as RichTable
@@ -39,8 +40,9 @@ def render(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, *, t
     table = RichTable(title=title, show_lines=False, header_style="bold")
     for c in columns:
         table.add_column(c, overflow="fold")
-    for count, row in enumerate(rows, 1):
+    for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
+        count += 1
     console = Console(file=out, width=None if out.isatty() else 200)
     console.print(table)
     console.print(f"{count} row{'s' if count != 1 else ''}", style="dim")

@@ -12,6 +12,7 @@ action. Here a failing `generate` becomes a failed ExtensionStatus and the exten
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -223,18 +224,14 @@ class ExtensionRuntime:
         sock = getattr(self, "server_socket", None)
         handle = getattr(sock, "handle", None)
         if handle is not None:
-            try:
+            with contextlib.suppress(OSError):
                 handle.shutdown(2)
-            except OSError:
-                pass
             sock.close()
 
     def cleanup(self) -> None:
         if self.server_path:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self.server_path)
-            except OSError:
-                pass
 
     def serve(self) -> None:
         """Register, then answer osqueryd on our socket until osqueryd goes away or asks us to stop."""

@@ -13,6 +13,7 @@ TABLES: dict[str, str] = {
     "dylib_provenance": "dyldwatch.tables.dylib_provenance:DylibProvenanceTable",
     "rwx_regions": "dyldwatch.tables.rwx_regions:RwxRegionsTable",
     "process_images": "dyldwatch.tables.process_images:ProcessImagesTable",
+    "applescript_info": "dyldwatch.tables.applescript_info:AppleScriptInfoTable",
 }
 
 
