@@ -193,3 +193,29 @@ def test_extension_survives_a_directory_of_hostile_files(tmp_path: Path) -> None
             assert any(r["error"] for r in resp.response)
             assert any(r["path"].endswith("fifo.dylib") and "FIFO" in r["error"] for r in resp.response)
         assert conn.ping().code == 0 and proc.poll() is None
+
+
+def test_process_and_provenance_tables_over_thrift(ext, tmp_path: Path) -> None:
+    """The host tables answer through the same protocol, with pid pushed down as osqueryd sends it."""
+    _, proc, conn = ext
+    me, child = os.getpid(), proc.pid
+    resp = conn.generate("process_images", context(constraint("pid", (EQ, str(me)), (EQ, str(child)),
+                                                               affinity="INTEGER")))
+    assert resp.status.code == 0
+    pids = {r["pid"] for r in resp.response}
+    assert pids == {str(me), str(child)}
+    assert any(r["path"] == os.path.realpath(sys.executable) for r in resp.response if r["pid"] == str(me))
+    resp = conn.generate("rwx_regions", context(constraint("pid", (EQ, str(me)), affinity="INTEGER")))
+    assert resp.status.code == 0 and all(r["pid"] == str(me) for r in resp.response)
+    lib = tmp_path / "libplanted.so"
+    lib.write_bytes(b"\x7fELF")
+    os.setxattr(lib, "user.xdg.origin.url", b"https://example.invalid/libplanted.so")
+    resp = conn.generate("dylib_provenance", context(constraint("path", (EQ, str(lib)))))
+    (row,) = resp.response
+    assert row["origin_url"] == "https://example.invalid/libplanted.so" and row["exists"] == "1"
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "s.scpt"
+    script.write_bytes(b"FasdUAS 1.101.10" + bytes.fromhex("0e000000020f ffff0001 01ffff0000 0900010001".replace(" ", "")))
+    resp = conn.generate("applescript_info", context(constraint("directory", (EQ, str(tmp_path / "scripts")))))
+    (row,) = resp.response
+    assert row["format"] == "applescript" and row["run_only"] == "1"
