@@ -45,6 +45,7 @@ from ..provenance import (
     where_froms_json,
 )
 from .base import BIGINT, INDEX, INTEGER, TEXT, Column, QueryContext, Row, Table
+from .macho_info import signing_summary as macho_signing_summary
 
 log = logging.getLogger(__name__)
 
@@ -99,29 +100,10 @@ def image_paths(pid: int) -> list[str]:
 # ------------------------------------------------------------------------------- signing
 
 
-_summary: Signing | None = None
-_summary_failed = False
-
-
 def signing_summary(path: str) -> tuple[str | None, str | None]:
-    """(signature_type, team_id) from macho_info; (None, None) for non-Mach-O or when unavailable.
-
-    A failed import is remembered: a module that cannot import is retried by Python on every
-    import statement, which would cost a file-system search per row.
-    """
-    global _summary, _summary_failed
-    if _summary is None:
-        if _summary_failed:
-            return None, None
-        try:
-            from .macho_info import signing_summary as summary
-        except ImportError as exc:
-            _summary_failed = True
-            log.warning("dylib_provenance: signing columns unavailable (%s)", exc)
-            return None, None
-        _summary = summary
+    """(signature_type, team_id) from macho_info's parser and cache; (None, None) for non-Mach-O."""
     try:
-        return _summary(path)
+        return macho_signing_summary(path)
     except Exception as exc:  # another table's bug must not cost this table its rows
         log.debug("signing summary failed for %s: %s", path, exc)
         return None, None
