@@ -9,13 +9,15 @@ never change the shape of a query.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .schema_facts import expand_platforms, project_root
 from .yamlloc import Located, YamlError, load_located
+
+T = TypeVar("T")
 
 PACKS_DIR = project_root() / "packs"
 KNOB_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -328,18 +330,23 @@ def pack_paths(paths: Iterable[str | Path] = ()) -> list[Path]:
     return out
 
 
-def load_packs(paths: Iterable[str | Path] = ()) -> list[Pack]:
-    """Every pack, or PackError with the problems of all files at once."""
-    packs: list[Pack] = []
+def load_all(paths: Iterable[Path], load: Callable[[Path], T]) -> list[T]:
+    """Load every file, or raise one PackError with the problems of all files at once."""
+    loaded: list[T] = []
     problems: list[Problem] = []
-    for p in pack_paths(paths):
+    for p in paths:
         try:
-            packs.append(load_pack(p))
+            loaded.append(load(p))
         except PackError as exc:
             problems += exc.problems
     if problems:
         raise PackError(problems)
-    return packs
+    return loaded
+
+
+def load_packs(paths: Iterable[str | Path] = ()) -> list[Pack]:
+    """Every pack, or PackError with the problems of all files at once."""
+    return load_all(pack_paths(paths), load_pack)
 
 
 # --- SITE files ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 
 from .osquery_sql import register_functions
-from .packs import Expectation, Pack, PackError, Problem, Query
+from .packs import Expectation, Pack, PackError, Problem, Query, load_all
 from .schema_facts import PLATFORMS, all_tables, ddl_script, project_root, tables_for
 from .yamlloc import Located, YamlError, load_located
 
@@ -164,16 +164,7 @@ def scenario_paths(directory: Path = SCENARIOS_DIR) -> list[Path]:
 
 
 def load_scenarios(directory: Path = SCENARIOS_DIR) -> list[Scenario]:
-    out: list[Scenario] = []
-    problems: list[Problem] = []
-    for p in scenario_paths(directory):
-        try:
-            out.append(load_scenario(p))
-        except PackError as exc:
-            problems += exc.problems
-    if problems:
-        raise PackError(problems)
-    return out
+    return load_all(scenario_paths(directory), load_scenario)
 
 
 # --- building databases ----------------------------------------------------------------------
