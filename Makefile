@@ -22,9 +22,9 @@ corpus:
 # The main job on embedded defaults: every analytic against the shipped scenario databases, then
 # dyldwatch's Mach-O tables over every file of the real corpus.
 demo: install
-	$(VENV)/bin/dyldwatch validate $(addprefix --db ,$(wildcard sample_dbs/*.db))
+	@$(VENV)/bin/dyldwatch validate $(addprefix --db ,$(wildcard sample_dbs/*.db))
 	@$(MAKE) --no-print-directory corpus
-	$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
+	@$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
 	  (SELECT count(*) FROM macho_load_commands c WHERE c.path = i.path AND c.arch = i.arch AND c.cmd LIKE 'LC_LOAD%') AS dylibs \
 	  FROM macho_info i WHERE i.directory = '$(CORPUS)/files' ORDER BY i.path LIMIT 40"
 
