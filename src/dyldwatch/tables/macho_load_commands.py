@@ -41,25 +41,27 @@ def _executable_path(path: str, sl: MachOSlice) -> str:
 
 def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
     directory = os.path.dirname(path)
-    rpaths = [c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name]
+    arch = sl.ref.arch
+    rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
+    executable_path = _executable_path(path, sl)
     for cmd in sl.commands:
+        kind = cmd.cmd_name
         row: Row = {
             "path": path,
             "directory": directory,
-            "arch": sl.ref.arch,
+            "arch": arch,
             "cmd_index": cmd.index,
-            "cmd": cmd.cmd_name,
+            "cmd": kind,
             "cmd_size": cmd.cmd_size,
-            "name": cmd.name if cmd.cmd_name in NAMED_COMMANDS else None,
+            "name": cmd.name if kind in NAMED_COMMANDS else None,
             "compatibility_version": cmd.compatibility_version,
             "current_version": cmd.current_version,
             "weak": 1 if cmd.weak else 0,
-            "error": None,
             "_data": cmd.data,
         }
-        if cmd.cmd_name in DYLIB_COMMANDS and cmd.name:
-            row["_resolve"] = (cmd.name, _executable_path(path, sl), path, tuple(rpaths))
-        elif cmd.cmd_name == "LC_RPATH" and cmd.name:
+        if kind in DYLIB_COMMANDS and cmd.name:
+            row["_resolve"] = (cmd.name, executable_path, path, rpaths)
+        elif kind == "LC_RPATH" and cmd.name:
             row["rpath_index"] = rpaths.index(cmd.name)
         yield row
 
