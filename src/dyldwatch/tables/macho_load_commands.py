@@ -57,6 +57,7 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
             "compatibility_version": cmd.compatibility_version,
             "current_version": cmd.current_version,
             "weak": 1 if cmd.weak else 0,
+            "error": None,
             "_data": cmd.data,
         }
         if kind in DYLIB_COMMANDS and cmd.name:
