@@ -142,6 +142,7 @@ def extension(socket_path: str, timeout: float, interval: float, verbose: bool) 
 
 def _add_optional_commands() -> None:
     """Commands from modules that are optional in a slim build (packs, snapshot, packaging)."""
+    __import__("dyldwatch.cli_deploy", fromlist=["register"]).register(main)  # package, install, docs
     try:
         from . import cli_packs
     except ImportError:

@@ -40,9 +40,9 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
         "cdhash": sig.cdhash,
         "cd_flags": sig.cd_flags,
         "hardened_runtime": 1 if sig.hardened_runtime else 0,
-        "entitlements": _json(sig.entitlements) if sig.entitlements is not None else None,
+        "entitlements": sig.entitlements_json,
         "authority": sig.authority,
-    }, None
+    }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
 def slice_row(src: FileSource, sl: MachOSlice) -> Row:
