@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import FakeOsqueryd, constraint, context
 
 from dyldwatch.packaging import (
     ARTIFACT_NAME,
@@ -23,6 +22,7 @@ from dyldwatch.packaging import (
     write_bundle,
 )
 from dyldwatch.tables import TABLES
+from harness import FakeOsqueryd, constraint, context
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 NATIVE = ("apsw", "numpy", "orjson", "xattr", "cffi", "pyyaml", "thrift")

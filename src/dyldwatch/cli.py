@@ -141,16 +141,13 @@ def extension(socket_path: str, timeout: float, interval: float, verbose: bool) 
 
 
 def _add_optional_commands() -> None:
-    """Commands from modules that are optional in a slim build (packs, snapshot, packaging)."""
-    __import__("dyldwatch.cli_deploy", fromlist=["register"]).register(main)  # package, install, docs
-    try:
-        from . import cli_packs
-    except ImportError:
-        return
+    """Commands that live beside the core: packs (lint, build, validate, snapshot) and deployment
+    (package, install, docs). They import nothing until the group is built."""
+    from . import cli_deploy, cli_packs
+
     for name in ("lint", "build", "validate", "snapshot"):
-        cmd = getattr(cli_packs, name, None)
-        if isinstance(cmd, click.Command):
-            main.add_command(cmd)
+        main.add_command(getattr(cli_packs, name))
+    cli_deploy.register(main)
 
 
 _add_optional_commands()

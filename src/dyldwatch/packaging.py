@@ -188,7 +188,9 @@ def _closure_pins() -> list[str]:
 
 def _run(cmd: Sequence[str], what: str, progress: Progress) -> None:
     started = time.monotonic()
-    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    # A fixed SOURCE_DATE_EPOCH keeps zip timestamps out of the hash: same inputs, same SHA-256.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise PackagingError(f"{what} failed (exit {proc.returncode}):\n  $ {' '.join(cmd)}\n{tail}")
