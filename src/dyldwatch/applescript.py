@@ -21,7 +21,7 @@ JXA_MAGIC = b"JsOsaDAS"
 STATEMENT = 13
 
 MAX_OBJECTS = 1 << 20
-MAX_DEPTH = 200
+MAX_DEPTH = 150  # five Python frames a level: well inside the interpreter's 1000
 MAX_REF_ERRORS = 6
 #: Initial reference table: ids below this are reserved but unresolved, as in the runtime's loader.
 _RESERVED = 32
@@ -130,6 +130,12 @@ class _Walker:
             if self.ref_errors >= MAX_REF_ERRORS:
                 raise ScriptFormatError(f"too many reference mismatches (last at offset {at:#x})")
             return
+        self.nested(kind, ref, size, at)
+
+    def nested(self, kind: int, ref: int, size: int, at: int) -> None:
+        """One object's body one level deeper, then its id registered."""
+        if self.depth >= MAX_DEPTH:
+            raise ScriptFormatError(f"objects nest deeper than {MAX_DEPTH} at offset {at:#x}")
         self.depth += 1
         try:
             self.body(kind, ref, size, at)
@@ -225,12 +231,7 @@ class _Walker:
                 return
             kind, ref, size, at = self.header()
             if kind != link_kind:
-                self.depth += 1
-                try:
-                    self.body(kind, ref, size, at)
-                finally:
-                    self.depth -= 1
-                self.register(ref)
+                self.nested(kind, ref, size, at)
                 return
             if size != width:
                 if link_kind == 2 and size != 0:

@@ -52,7 +52,7 @@ class Scenario:
 # --- loading and linting fixtures ------------------------------------------------------------
 
 
-def _cell(value: Any) -> Any:
+def sqlite_value(value: Any) -> Any:
     """A YAML value as a SQLite value: booleans 0/1, lists and mappings as compact JSON text."""
     if isinstance(value, bool):
         return int(value)
@@ -154,7 +154,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise PackError(problems)
     d = loc.data
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    tables = {t: [{k: _cell(v) for k, v in r.items()} for r in rows] for t, rows in d["tables"].items()}
+    tables = {t: [{k: sqlite_value(v) for k, v in r.items()} for r in rows] for t, rows in d["tables"].items()}
     return Scenario(d["name"], d["platform"], d["description"], d["now"], tables,
                     list(d.get("generate") or []), list(d.get("fixtures") or []), str(path), digest, loc)
 
@@ -450,7 +450,7 @@ def _xattr_values(spec: dict[str, Any]) -> dict[str, bytes]:
 
 def _declared(table: type[Any], rows: list[Row]) -> list[Row]:
     names = table.column_names()
-    return [{c: _cell(r.get(c)) for c in names} for r in rows]
+    return [{c: sqlite_value(r.get(c)) for c in names} for r in rows]
 
 
 def generate_rows(sc: Scenario) -> dict[str, list[Row]]:
@@ -489,7 +489,7 @@ def generate_rows(sc: Scenario) -> dict[str, list[Row]]:
                 for row in rows:
                     host = (by_path.get(row["path"]) or {}).get("host") or {}
                     row.update({k: None for k in _HOST_DEPENDENT})
-                    row.update({k: _cell(v) for k, v in host.items() if k != "mode"})
+                    row.update({k: sqlite_value(v) for k, v in host.items() if k != "mode"})
             out.setdefault(g["table"], []).extend(_declared(load_table(g["table"]), rows))
     return out
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import apsw
 
+from .samples import sqlite_value
 from .tables import TABLES, load_table
 from .tables.base import Op, QueryContext, Row
 
@@ -180,14 +181,6 @@ class Runner:
 # --- the snapshot database -------------------------------------------------------------------
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
-    return value
-
-
 def insert_rows(conn: apsw.Connection, table: str, rows: Iterable[Row], columns: Sequence[str]) -> int:
     """Insert rows keeping only declared columns (every column named, NULL when missing)."""
     cols = list(columns)
@@ -195,7 +188,7 @@ def insert_rows(conn: apsw.Connection, table: str, rows: Iterable[Row], columns:
            f'VALUES ({", ".join("?" * len(cols))})')
     n = 0
     for row in rows:
-        conn.execute(sql, [_cell(row.get(c)) for c in cols])
+        conn.execute(sql, [sqlite_value(row.get(c)) for c in cols])
         n += 1
     return n
 
