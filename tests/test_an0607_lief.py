@@ -17,10 +17,11 @@ import apsw
 import lief
 import pytest
 
-from dyldwatch.osquery_sql import register_functions
+from dyldwatch.sql.functions import register_functions
+from dyldwatch.sql.session import META_TABLE, database_engine
 from dyldwatch.packs import load_pack
-from dyldwatch.samples import _declared, _insert, _run_query, build_macho
-from dyldwatch.schema_facts import ddl_script, project_root
+from dyldwatch.samples import _declared, _insert, build_macho
+from dyldwatch.sql.facts import ddl_script, project_root
 from dyldwatch.snapshot import Runner
 from dyldwatch.tables import load_table
 from dyldwatch.tables.base import QueryContext
@@ -106,6 +107,8 @@ def _run_pack(tmp_path: Path, root: Path, exe: str) -> dict[str, list[dict[str, 
     register_functions(conn)
     with conn:
         conn.execute(ddl_script(None))
+        conn.execute(f'CREATE TABLE "{META_TABLE}" (name TEXT, platform TEXT, now INTEGER)')
+        conn.execute(f'INSERT INTO "{META_TABLE}" VALUES (?, ?, ?)', ("an0607_lief", "darwin", 1_800_000_000))
         _insert(conn, "processes", [{"pid": 1, "name": "launchd", "path": "/sbin/launchd", "uid": 0, "parent": 0},
                                     {"pid": 4242, "name": Path(exe).name, "path": exe, "uid": 501, "parent": 1,
                                      "on_disk": 1}])
@@ -113,11 +116,10 @@ def _run_pack(tmp_path: Path, root: Path, exe: str) -> dict[str, list[dict[str, 
                                          {"pid": 4242, "path": FOREIGN, "base_address": "0x104000000"}])
         for table, trows in rows.items():
             _insert(conn, table, _declared(load_table(table), trows))
+    conn.close()
     pack = load_pack(project_root() / "packs" / "AN0607.yaml")
-    try:
-        return {q.name: _run_query(conn, pack.render(q)) for q in pack.queries}
-    finally:
-        conn.close()
+    engine = database_engine(db)  # executed the way osqueryd executes it
+    return {q.name: engine.run(pack.render(q), interval=q.interval).rows for q in pack.queries}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from dyldwatch.cli_packs import build
 from dyldwatch.packs import load_packs, load_site
 from dyldwatch.packs_build import build as build_target
 from dyldwatch.packs_lint import session_for
-from dyldwatch.schema_facts import OUR_TABLES, expand_platforms
+from dyldwatch.sql.facts import OUR_TABLES, expand_platforms
 
 OSQUERY_QUERY_KEYS = {"query", "interval", "platform", "version", "description", "value", "snapshot", "removed"}
 FLEET_PACK_QUERY_KEYS = {"query", "name", "description", "interval", "snapshot", "removed", "platform", "version"}

@@ -154,7 +154,7 @@ def test_staleness_and_meta(tmp_path: Path) -> None:
     assert samples.stale(tmp_path, scen) == ["linux_memfd_exec"]
     build_all(tmp_path, scen)
     assert samples.stale(tmp_path, scen) == []
-    assert samples.db_meta(tmp_path / "linux_memfd_exec.db")["platform"] == "linux"
+    assert samples.database_meta(tmp_path / "linux_memfd_exec.db")["platform"] == "linux"
     (scen / src.name).write_text(src.read_text() + "\n# edited\n")
     assert samples.stale(tmp_path, scen) == ["linux_memfd_exec"]
 

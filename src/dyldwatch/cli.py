@@ -77,7 +77,10 @@ def main(verbose: int) -> None:
 @click.option("--db", type=click.Path(exists=True, dir_okay=False),
               help="Query a sample or snapshot database instead of this host (read-only).")
 def query(sql: str, fmt: str, db: str | None) -> None:
-    """Run SQL over dyldwatch's tables on this host, as osquery would.
+    """Run SQL over dyldwatch's tables on this host, executed the way osqueryd executes it.
+
+    The same engine as `validate`: osquery's planner contract (which constraints reach which
+    table), its value conversion and its SQL functions, on SQLite 3.42 (osquery's version).
 
     Path-keyed tables need a path or directory constraint, like osquery's `file` table:
     `path = '/x'`, `path LIKE '/dir/%'` (one level), `path LIKE '/dir/%%'` (recursive),
@@ -91,16 +94,16 @@ def query(sql: str, fmt: str, db: str | None) -> None:
     """
     import apsw
 
-    from .sql import connect, run_query
+    from .sql.session import database_engine, live_engine
     from .tables.base import TableUsageError
 
     try:
-        conn = connect(db)
-        columns, rows = run_query(conn, sql)
+        engine = database_engine(db) if db else live_engine()
+        columns, rows = engine.iterate(sql)
         render(columns, rows, fmt)
     except TableUsageError as exc:
         raise click.ClickException(str(exc)) from exc
-    except apsw.Error as exc:
+    except (apsw.Error, ValueError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, TableUsageError):
             raise click.ClickException(str(cause)) from exc

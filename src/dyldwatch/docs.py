@@ -102,19 +102,15 @@ def check_examples(tables: list[type[Table]] | None = None) -> list[str]:
     """
     import apsw
 
-    from .schema_facts import ddl_script, native_tables
-    from .sql import connect
+    from .sql.session import empty_engine
 
     tables = tables if tables is not None else all_tables()
-    ours = {t.name for t in all_tables()}
     problems = []
     sessions: dict[str, apsw.Connection] = {}
     for t in tables:
         for platform in t.platforms:
             if platform not in sessions:
-                conn = connect()
-                conn.execute(ddl_script(platform, only=set(native_tables()) - ours))
-                sessions[platform] = conn
+                sessions[platform] = empty_engine(platform).conn
             for sql in t.examples:
                 try:
                     sessions[platform].cursor().execute("EXPLAIN " + sql).fetchall()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .schema_facts import expand_platforms, project_root
+from .sql.facts import expand_platforms, project_root
 from .yamlloc import Located, YamlError, load_located
 
 T = TypeVar("T")

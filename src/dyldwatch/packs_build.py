@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .packs import Pack, Query
-from .schema_facts import OUR_TABLES
+from .sql.facts import OUR_TABLES
 
 TARGETS = ("osquery", "fleetctl", "fleet-gitops")
 #: Where the osquery config snippet expects the pack files on hosts.

@@ -1,13 +1,15 @@
 """Lint: every pack query prepares, on each of its platforms, against exactly the facts.
 
-SQLite itself is the parser: a session per platform holds the DDL of only the tables that exist
-there (osquery's native facts plus ours) and osquery's functions, and each query is prepared
-(never run) with an authorizer recording every table.column it reads. An unknown table or column
-therefore fails to prepare, and the message is mapped back to the pack file and line.
+SQLite itself is the parser: a session per platform is the osquery-faithful engine over empty
+tables (only the tables that exist there, with osquery's column options, planner rules and
+functions), and each query is prepared (never run) with an authorizer recording every
+table.column it reads. An unknown table or column therefore fails to prepare, and the message is
+mapped back to the pack file and line; the plan shows which constraints osquery would push.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -17,101 +19,64 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from .osquery_sql import register_functions
 from .packs import KNOB_RE, Pack, PackError, Problem, Query, load_pack, pack_paths
-from .schema_facts import TableFacts, ddl_script, tables_for
+from .sql.facts import OUR_TABLES, tables_for
+from .sql.session import empty_engine
 
 #: Authorizer actions a read-only query may take.
 _READ_ONLY = {"SQLITE_SELECT", "SQLITE_READ", "SQLITE_FUNCTION", "SQLITE_RECURSIVE"}
 #: Output columns that name the host object to act on; every query returns one, plus `reason`.
 _OBJECT_COLUMNS = ("pid", "path")
-#: Constraint operators that feed a path-keyed table (=, IN arrives as =, LIKE, GLOB).
-_PATH_OPS = (2, 65, 66)
-
-
-class _EmptyCursor:
-    def Filter(self, *args: Any) -> None:
-        pass
-
-    def Eof(self) -> bool:
-        return True
-
-    def Close(self) -> None:
-        pass
-
-
-class _RequiredVT:
-    """A table with required columns: the planner tells us whether a query constrains one of them."""
-
-    def __init__(self, table: TableFacts) -> None:
-        self.table = table
-        names = table.column_names()
-        self.required = {names.index(c) for c in table.required}
-
-    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
-        hit = False
-        for i in range(info.nConstraint):
-            if (info.get_aConstraint_usable(i) and info.get_aConstraint_iColumn(i) in self.required
-                    and info.get_aConstraint_op(i) in _PATH_OPS):
-                info.set_aConstraintUsage_argvIndex(i, 1)
-                hit = True
-                break
-        info.idxStr = f"{'constrained' if hit else 'unconstrained'}:{self.table.name}"
-        info.estimatedCost = 10.0 if hit else 1e12
-        return True
-
-    def Open(self) -> _EmptyCursor:
-        return _EmptyCursor()
-
-    def Disconnect(self) -> None:
-        pass
-
-    Destroy = Disconnect
-
-
-class _RequiredModule:
-    def __init__(self, table: TableFacts) -> None:
-        self.table = table
-
-    def Connect(self, *args: Any) -> tuple[str, _RequiredVT]:
-        cols = ", ".join(f'"{c}" {t}' for c, t in self.table.columns)
-        return f"CREATE TABLE x({cols})", _RequiredVT(self.table)
-
-    Create = Connect
+#: What our keyed tables can use: `=` (IN arrives as `=`) and LIKE; any other operator on a key
+#: satisfies osquery's REQUIRED check yet gives the table nothing to work from.
+_USABLE_OPS = (2, 3, 65)
 
 
 @lru_cache(maxsize=4)
 def _session(platform: str) -> apsw.Connection:
-    conn = apsw.Connection(":memory:")
-    register_functions(conn)
-    tables = tables_for(platform)
-    plain = {n for n, t in tables.items() if not t.required}
-    conn.execute(ddl_script(platform, only=plain))
-    for name, t in tables.items():
-        if t.required:
-            conn.create_module(name, _RequiredModule(t), use_bestindex_object=True, eponymous=True,
-                               eponymous_only=True, read_only=True)
-    return conn
+    return empty_engine(platform).conn
 
 
-def _unconstrained(plan: Any) -> list[str]:
-    """Tables with required columns that the chosen plan scans without such a constraint."""
-    out: list[str] = []
+def session_for(platform: str) -> apsw.Connection:
+    """An empty osquery-faithful session whose schema is exactly what exists on `platform`."""
+    return _session(platform)
+
+
+def _plans(plan: Any) -> list[dict[str, Any]]:
+    """The engine's planner records (table, constraints pushed, unconstrained) in a query plan."""
+    out: list[dict[str, Any]] = []
     stack = [plan]
     while stack:
         node = stack.pop()
         if node is None:
             continue
-        m = re.search(r"VIRTUAL TABLE INDEX \d+:unconstrained:(\w+)", node.detail or "")
+        m = re.search(r"VIRTUAL TABLE INDEX \d+:(\{.*\})", node.detail or "")
         if m:
-            out.append(m.group(1))
+            out.append(json.loads(m.group(1)))
         stack.extend(node.sub or ())
-    return sorted(set(out))
+    return out
 
 
-def session_for(platform: str) -> apsw.Connection:
-    """An empty SQLite session whose schema is exactly what exists on `platform`."""
-    return _session(platform)
+def _plan_problems(plan: Any, platform: str) -> list[tuple[str, str]]:
+    """(table, message) for scans that osquery would run without a usable key."""
+    existing = tables_for(platform)
+    out: list[tuple[str, str]] = []
+    for p in _plans(plan):
+        table = p["table"]
+        facts = existing.get(table)
+        if facts is None or not facts.required:
+            continue
+        need = " or ".join(facts.required)
+        if p["unconstrained"]:
+            out.append((table, f"[{platform}] {table} is read without a {need} constraint; in osquery the query "
+                               "fails (feed it from a join or a WHERE on the key)"))
+        elif table in OUR_TABLES:
+            keys = [(c, op) for c, op in p["constraints"] if c in facts.required]
+            if keys and not any(op in _USABLE_OPS for _, op in keys):
+                ops = ", ".join(f"{c} op {op}" for c, op in keys)
+                out.append((table, f"[{platform}] {table} only gets {ops} on its keys: osquery accepts it but "
+                                   "the table can use only =, IN and LIKE, so it returns nothing"))
+    return out
 
 
 def _line_of(sql: str, start_line: int, message: str) -> int:
@@ -164,11 +129,8 @@ def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | N
         if unused:
             out.append(Problem(file, pack.line("queries", index, "tables"), f"{base}.tables",
                                f"[{platform}] lists {', '.join(unused)} but the query does not read it"))
-        for table in _unconstrained(info.query_plan):
-            need = " or ".join(existing[table].required)
-            out.append(Problem(file, _line_of(query.sql, sql_line, f"no such table: {table}"), f"{base}.sql",
-                               f"[{platform}] {table} is read without a {need} constraint; in osquery it returns "
-                               "no rows (feed it from a join or a WHERE on the path)"))
+        for table, message in _plan_problems(info.query_plan, platform):
+            out.append(Problem(file, _line_of(query.sql, sql_line, f"no such table: {table}"), f"{base}.sql", message))
         names = [d[0] for d in info.description or ()]
         if "reason" not in names or not any(c in names for c in _OBJECT_COLUMNS):
             out.append(Problem(file, sql_line, f"{base}.sql",

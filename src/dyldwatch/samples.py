@@ -20,14 +20,14 @@ from typing import Any
 
 import apsw
 
-from .osquery_sql import register_functions
 from .packs import Expectation, Pack, PackError, Problem, Query, load_all
-from .schema_facts import PLATFORMS, all_tables, ddl_script, project_root, tables_for
+from .sql.engine import Engine, Flags
+from .sql.facts import PLATFORMS, all_tables, ddl_script, project_root, tables_for
+from .sql.session import META_TABLE, database_engine, database_meta
 from .yamlloc import Located, YamlError, load_located
 
 SAMPLES_DIR = project_root() / "sample_dbs"
 SCENARIOS_DIR = SAMPLES_DIR / "scenarios"
-META_TABLE = "dyldwatch_scenario"
 _SCENARIO_FIELDS = ("name", "platform", "description", "now", "tables", "fixtures", "generate")
 _GENERATE_FIELDS = ("table", "path")
 _FIXTURE_FIELDS = ("path", "macho", "absent", "host", "xattrs")
@@ -240,21 +240,6 @@ def build_all(out_dir: str | Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR
     return [build(sc, out_dir) for sc in load_scenarios(directory)]
 
 
-def db_meta(db: str | Path) -> dict[str, Any]:
-    """The scenario a database was built from (name, platform, source digest)."""
-    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        rows = list(conn.execute(f'SELECT name, platform, source_sha256, schema_sha256 FROM "{META_TABLE}"'))
-    except apsw.SQLError as exc:
-        raise ValueError(f"{db}: not a dyldwatch sample database (no {META_TABLE} table)") from exc
-    finally:
-        conn.close()
-    if not rows:
-        raise ValueError(f"{db}: empty {META_TABLE} table")
-    name, platform, digest, schema = rows[0]
-    return {"name": name, "platform": platform, "source_sha256": digest, "schema_sha256": schema, "path": str(db)}
-
-
 def stale(db_dir: Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR) -> list[str]:
     """Scenario names whose database is missing or was built from another fixture or table schema."""
     out = []
@@ -263,7 +248,7 @@ def stale(db_dir: Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR) -> list[s
         db = db_dir / f"{p.stem}.db"
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
         try:
-            meta = db_meta(db) if db.exists() else {}
+            meta = database_meta(db) if db.exists() else {}
             ok = meta.get("source_sha256") == digest and meta.get("schema_sha256") == schema
         except (ValueError, apsw.Error):
             ok = False
@@ -511,11 +496,25 @@ class Result:
     rows: int
     ok: bool | None
     detail: str = ""
+    extension_calls: int = 0
+    severities: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"analytic": self.analytic, "query": self.query, "scenario": self.scenario,
                 "expected": self.expected, "rows": self.rows,
-                "result": "unchecked" if self.ok is None else ("pass" if self.ok else "FAIL"), "detail": self.detail}
+                "result": "unchecked" if self.ok is None else ("pass" if self.ok else "FAIL"), "detail": self.detail,
+                "extension_calls": self.extension_calls, "severities": self.severities}
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    """What one query did on one scenario database inside the engine."""
+
+    rows: list[Row]
+    extension_calls: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -523,9 +522,13 @@ class Run:
     """Rows of every query on every database, plus the expectation results."""
 
     results: list[Result]
-    rows: dict[tuple[str, str, str], list[Row]]  # (pack id, query name, scenario) -> rows
+    outcomes: dict[tuple[str, str, str], QueryOutcome]  # (pack id, query name, scenario) -> outcome
     scenarios: list[dict[str, Any]]
     packs: list[Pack]
+
+    @property
+    def rows(self) -> dict[tuple[str, str, str], list[Row]]:
+        return {k: v.rows for k, v in self.outcomes.items()}
 
     @property
     def ok(self) -> bool:
@@ -533,7 +536,7 @@ class Run:
 
     def cell(self, analytic: str, scenario: str) -> tuple[int | None, bool | None]:
         """Rows an analytic returned on a scenario (None: not applicable) and its verdict there."""
-        counts = [len(v) for (a, _, s), v in self.rows.items() if a == analytic and s == scenario]
+        counts = [len(v.rows) for (a, _, s), v in self.outcomes.items() if a == analytic and s == scenario]
         verdicts = [r.ok for r in self.results if r.analytic == analytic and r.scenario == scenario]
         total = sum(counts) if counts else None
         if any(v is False for v in verdicts):
@@ -541,23 +544,17 @@ class Run:
         return total, (True if any(v for v in verdicts) else None)
 
 
-def _run_query(conn: apsw.Connection, sql: str) -> list[Row]:
-    cur = conn.cursor()
-    it = cur.execute(sql)
-    try:
-        names = [d[0] for d in cur.getdescription()]
-    except apsw.ExecutionCompleteError:  # no rows: the statement finished at once
-        return []
-    return [dict(zip(names, r, strict=True)) for r in it]
-
-
 def _applies(q: Query, platform: str) -> bool:
     return platform in q.platforms
 
 
-def _check(e: Expectation, rows: list[Row]) -> tuple[bool, str]:
+def _check(e: Expectation, rows: list[Row], errors: list[str]) -> tuple[bool, str]:
+    if errors:
+        return False, "fails inside osquery: " + "; ".join(errors)
     if not e.fires:
-        return (not rows, "" if not rows else f"expected silence, got {len(rows)} row(s): {rows[0].get('reason', '')}")
+        alerts = [r for r in rows if str(r.get("severity", "medium")) != "low"]
+        return (not alerts, "" if not alerts else
+                f"expected silence, got {len(alerts)} alert row(s): {alerts[0].get('reason', '')}")
     if len(rows) < e.min_rows:
         return False, f"expected at least {e.min_rows} row(s), got {len(rows)}"
     if e.match:
@@ -568,29 +565,37 @@ def _check(e: Expectation, rows: list[Row]) -> tuple[bool, str]:
     return True, ""
 
 
+def run_queries(packs: list[Pack], meta: dict[str, Any], sites: Mapping[str, Mapping[str, Any]] | None = None,
+                flags: Flags | None = None, engine: Engine | None = None) -> dict[tuple[str, str, str], QueryOutcome]:
+    """Every applicable query of every pack on one database, executed as osqueryd would."""
+    engine = engine or database_engine(meta["path"], flags=flags)
+    out: dict[tuple[str, str, str], QueryOutcome] = {}
+    for pack in packs:
+        for q in pack.queries:
+            if not _applies(q, meta["platform"]):
+                continue
+            sql = pack.render(q, (sites or {}).get(pack.id))
+            try:
+                run = engine.run(sql, interval=q.interval)
+            except apsw.Error as exc:
+                out[(pack.id, q.name, meta["name"])] = QueryOutcome([], error=f"{q.name}: {exc}")
+                continue
+            out[(pack.id, q.name, meta["name"])] = QueryOutcome(run.rows, run.extension_calls, run.calls, run.notes)
+    return out
+
+
 def validate(packs: list[Pack], dbs: Iterable[str | Path], sites: Mapping[str, Mapping[str, Any]] | None = None,
-             *, require_all: bool = True) -> Run:
-    """Run every query on every applicable database and check every expectation.
+             *, require_all: bool = True, flags: Flags | None = None) -> Run:
+    """Run every query on every applicable database through the osquery engine; check every expectation.
 
     With `require_all`, an expectation whose scenario has no database is a failure (the default set);
-    with explicit `--db` paths, such expectations are skipped.
+    with explicit `--db` paths, such expectations are skipped. A query that fails inside osquery
+    (an SQL error, a required column left unconstrained) fails every expectation it takes part in.
     """
-    metas = [db_meta(db) for db in dbs]
-    rows: dict[tuple[str, str, str], list[Row]] = {}
+    metas = [database_meta(db) for db in dbs]
+    outcomes: dict[tuple[str, str, str], QueryOutcome] = {}
     for meta in metas:
-        conn = apsw.Connection(meta["path"], flags=apsw.SQLITE_OPEN_READONLY)
-        register_functions(conn)
-        try:
-            for pack in packs:
-                for q in pack.queries:
-                    if _applies(q, meta["platform"]):
-                        sql = pack.render(q, (sites or {}).get(pack.id))
-                        try:
-                            rows[(pack.id, q.name, meta["name"])] = _run_query(conn, sql)
-                        except apsw.Error as exc:
-                            raise RuntimeError(f"{pack.path}: {q.name} failed on {meta['path']}: {exc}") from exc
-        finally:
-            conn.close()
+        outcomes.update(run_queries(packs, meta, sites, flags))
     by_name = {m["name"]: m for m in metas}
     results: list[Result] = []
     for pack in packs:
@@ -606,16 +611,24 @@ def validate(packs: list[Pack], dbs: Iterable[str | Path], sites: Mapping[str, M
                     results.append(Result(pack.id, qname, e.scenario, expected, 0, False,
                                           f"{pack.path}:{e.line}: no database for scenario {e.scenario!r}"))
                 continue
-            got = [r for (a, qn, s), rs in rows.items() if a == pack.id and s == e.scenario
-                   and (e.query is None or qn == e.query) for r in rs]
-            ok, detail = _check(e, got)
+            mine = [o for (a, qn, s), o in outcomes.items() if a == pack.id and s == e.scenario
+                    and (e.query is None or qn == e.query)]
+            got = [r for o in mine for r in o.rows]
+            errors = [o.error for o in mine if o.error]
+            ok, detail = _check(e, got, errors)
+            sev: dict[str, int] = {}
+            for r in got:
+                key = str(r.get("severity") or "unrated")
+                sev[key] = sev.get(key, 0) + 1
             results.append(Result(pack.id, qname, e.scenario, expected, len(got), ok,
-                                  detail and f"{pack.path}:{e.line}: {detail}"))
+                                  detail and f"{pack.path}:{e.line}: {detail}",
+                                  sum(o.extension_calls for o in mine), sev))
         for meta in metas:
             if meta["name"] not in declared and meta["platform"] in pack.platforms:
-                n = sum(len(v) for (a, _, s), v in rows.items() if a == pack.id and s == meta["name"])
-                results.append(Result(pack.id, "*", meta["name"], "—", n, None, "no expectation declared"))
-    return Run(results, rows, metas, packs)
+                mine = [o for (a, _, s), o in outcomes.items() if a == pack.id and s == meta["name"]]
+                results.append(Result(pack.id, "*", meta["name"], "—", sum(len(o.rows) for o in mine), None,
+                                      "no expectation declared", sum(o.extension_calls for o in mine)))
+    return Run(results, outcomes, metas, packs)
 
 
 def default_dbs(build_dir: str | Path | None = None) -> list[Path]:

@@ -219,7 +219,7 @@ def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequ
     """Write a snapshot database to `out` (replacing it) and say what went in."""
     from . import __version__
     from .samples import META_TABLE, _time_row, schema_digest
-    from .schema_facts import ddl_script
+    from .sql.facts import ddl_script
 
     r = _norm_root(root)
     if root and not os.path.isdir(r):

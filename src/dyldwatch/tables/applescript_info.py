@@ -17,7 +17,7 @@ from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
 from ..host.paths import expand_paths, has_path_constraint
 from ..host.statx import birth_time
-from .base import BIGINT, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table, error_row
+from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table, error_row
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class AppleScriptInfoTable(Table):
         "Needs a path or directory constraint, like the file table."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("path", TEXT, "Path of the compiled script (for a bundle, the script inside it)", REQUIRED),
-        Column("directory", TEXT, "Directory of the script", REQUIRED),
+        Column("path", TEXT, "Path of the compiled script (for a bundle, the script inside it)", PATH_KEY),
+        Column("directory", TEXT, "Directory of the script", DIRECTORY_KEY),
         Column("bundle", TEXT, "The .scptd bundle or applet the script belongs to, if any"),
         Column("format", TEXT, "applescript or jxa"),
         Column("version", TEXT, "Format version from the header (e.g. 1.101.10)"),

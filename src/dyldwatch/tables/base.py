@@ -47,6 +47,18 @@ INDEX, REQUIRED, ADDITIONAL, OPTIMIZED, HIDDEN = (
     ColumnOptions.OPTIMIZED,
     ColumnOptions.HIDDEN,
 )
+#: Options of a column that is not a key. osquery treats an extension column registered with 0
+#: as INDEX (--extensions_default_index, osquery/sql/virtual_table.cpp), so every constraint on it
+#: would be pushed to us and a constant filter (`system_path = 0`) would cost as little as the
+#: join key and steer the plan. OPTIMIZED alone is neither INDEX nor REQUIRED: osquery leaves such
+#: constraints to SQLite.
+NOT_A_KEY = ColumnOptions.OPTIMIZED
+#: A path key, as osquery's own `file.path` (index, required, IN lists whole).
+PATH_KEY = REQUIRED | INDEX | OPTIMIZED
+#: A directory key, as osquery's own `file.directory`.
+DIRECTORY_KEY = REQUIRED | OPTIMIZED
+#: A pid key of a table that can also list every process.
+PID_KEY = INDEX | OPTIMIZED
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +68,7 @@ class Column:
     name: str
     type: ColumnType
     description: str
-    options: ColumnOptions = ColumnOptions.DEFAULT
+    options: ColumnOptions = NOT_A_KEY
 
     @property
     def required(self) -> bool:
@@ -65,6 +77,11 @@ class Column:
     @property
     def index(self) -> bool:
         return bool(self.options & ColumnOptions.INDEX)
+
+    @property
+    def key(self) -> bool:
+        """Whether osquery hands constraints on this column to the table."""
+        return bool(self.options & (ColumnOptions.INDEX | ColumnOptions.REQUIRED | ColumnOptions.ADDITIONAL))
 
     @property
     def hidden(self) -> bool:

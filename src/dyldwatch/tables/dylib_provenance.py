@@ -44,7 +44,19 @@ from ..provenance import (
     platform_of,
     where_froms_json,
 )
-from .base import BIGINT, INDEX, INTEGER, TEXT, Column, QueryContext, Row, Table
+from .base import (
+    BIGINT,
+    DIRECTORY_KEY,
+    INTEGER,
+    OPTIMIZED,
+    PATH_KEY,
+    REQUIRED,
+    TEXT,
+    Column,
+    QueryContext,
+    Row,
+    Table,
+)
 from .macho_info import signing_summary as macho_signing_summary
 
 log = logging.getLogger(__name__)
@@ -172,9 +184,9 @@ class DylibProvenanceTable(Table):
         "Needs a path or directory constraint (like the file table) or a pid (every image it maps)."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("path", TEXT, "Path of the file (as named, or as the process mapped it)"),
-        Column("directory", TEXT, "Directory of the path"),
-        Column("pid", BIGINT, "Process whose mapped images are listed (NULL for path queries)", INDEX),
+        Column("path", TEXT, "Path of the file (as named, or as the process mapped it)", PATH_KEY),
+        Column("directory", TEXT, "Directory of the path", DIRECTORY_KEY),
+        Column("pid", BIGINT, "Process whose mapped images are listed (NULL for path queries)", REQUIRED | OPTIMIZED),
         Column("exists", INTEGER, '1 when the path resolves to a file now (an SQL keyword: write it "exists")'),
         Column("system_path", INTEGER,
                "1 for the OS vendor's library locations: macOS /System, /usr (not /usr/local), /bin, /sbin, "

@@ -14,7 +14,7 @@ from typing import ClassVar
 from ..host.files import FileSource
 from ..macho import MachOError, MachOSlice, analyze_slice
 from ..macho.codesign import CodeSignature, CodeSignatureError, parse_code_signature
-from .base import BIGINT, DOUBLE, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
+from .base import BIGINT, DIRECTORY_KEY, DOUBLE, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
 
 
@@ -121,12 +121,12 @@ class MachoInfoTable(Table):
         "Needs a path or directory constraint, like the file table."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("path", TEXT, "Path of the Mach-O file", REQUIRED),
-        Column("directory", TEXT, "Directory of the file", REQUIRED),
+        Column("path", TEXT, "Path of the Mach-O file", PATH_KEY),
+        Column("directory", TEXT, "Directory of the file", DIRECTORY_KEY),
         Column("arch", TEXT, "Architecture of the slice"),
         Column("filetype", TEXT, "Mach-O file type: execute, dylib, bundle, object, dylinker, kext_bundle, …"),
         Column("flags", TEXT, "Header flags, |-separated (PIE, TWOLEVEL, …)"),
-        Column("ncmds", INTEGER, "Number of load commands"),
+        Column("ncmds", BIGINT, "Number of load commands"),
         Column("fat", INTEGER, "1 when the slice is inside a universal (fat) file"),
         Column("slice_offset", BIGINT, "File offset of the slice"),
         Column("slice_size", BIGINT, "Size of the slice in bytes"),
@@ -136,9 +136,9 @@ class MachoInfoTable(Table):
         Column("sdk", TEXT, "SDK version the slice was built against"),
         Column("platform", TEXT, "Build platform (macos, ios, maccatalyst, …)"),
         Column("has_symtab", INTEGER, "1 when LC_SYMTAB is present and holds symbols"),
-        Column("nsyms", INTEGER, "Symbols in LC_SYMTAB"),
-        Column("nsyms_external", INTEGER, "External symbols (defined + undefined, from LC_DYSYMTAB)"),
-        Column("nsyms_imports", INTEGER, "Imports bound through chained fixups (LC_DYLD_CHAINED_FIXUPS)"),
+        Column("nsyms", BIGINT, "Symbols in LC_SYMTAB"),
+        Column("nsyms_external", BIGINT, "External symbols (defined + undefined, from LC_DYSYMTAB)"),
+        Column("nsyms_imports", BIGINT, "Imports bound through chained fixups (LC_DYLD_CHAINED_FIXUPS)"),
         Column("strings_count", INTEGER, "Printable C strings of 4+ characters in __TEXT,__cstring"),
         Column("text_entropy", DOUBLE, "Shannon entropy of the __TEXT segment, bits per byte (packed code nears 8)"),
         Column("encrypted", INTEGER, "1 when an LC_ENCRYPTION_INFO command has a non-zero cryptid"),
@@ -148,7 +148,7 @@ class MachoInfoTable(Table):
         Column("signing_id", TEXT, "CodeDirectory identifier"),
         Column("team_id", TEXT, "Team identifier from the CodeDirectory"),
         Column("cdhash", TEXT, "CodeDirectory hash (hex), as the kernel computes it"),
-        Column("cd_flags", INTEGER, "CodeDirectory flags (0x2 adhoc, 0x10000 runtime, 0x20000 linker-signed)"),
+        Column("cd_flags", BIGINT, "CodeDirectory flags (0x2 adhoc, 0x10000 runtime, 0x20000 linker-signed)"),
         Column("hardened_runtime", INTEGER, "1 when the hardened runtime flag is set"),
         Column("entitlements", TEXT, "Entitlements as compact JSON"),
         Column("authority", TEXT, "Leaf certificate common name of a certificate signature"),

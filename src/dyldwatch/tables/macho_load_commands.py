@@ -14,7 +14,7 @@ import orjson
 
 from ..host.files import FileSource
 from ..macho import MachOSlice, in_shared_cache_path, resolve_install_name
-from .base import INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
+from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
 
 DYLIB_COMMANDS = frozenset(
@@ -126,12 +126,12 @@ class MachoLoadCommandsTable(Table):
         "path or directory constraint, like the file table."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("path", TEXT, "Path of the Mach-O file", REQUIRED),
-        Column("directory", TEXT, "Directory of the file", REQUIRED),
+        Column("path", TEXT, "Path of the Mach-O file", PATH_KEY),
+        Column("directory", TEXT, "Directory of the file", DIRECTORY_KEY),
         Column("arch", TEXT, "Architecture of the slice (x86_64, arm64, arm64e, …)"),
         Column("cmd_index", INTEGER, "Position of the command in the slice's load commands (0-based)"),
         Column("cmd", TEXT, "Command name, e.g. LC_LOAD_DYLIB (unknown ones as LC_0x…)"),
-        Column("cmd_size", INTEGER, "cmdsize of the command in bytes"),
+        Column("cmd_size", BIGINT, "cmdsize of the command in bytes"),
         Column("name", TEXT, "Dylib install name, rpath, or dylinker path the command names"),
         Column("compatibility_version", TEXT, "Dylib compatibility version (X.Y.Z)"),
         Column("current_version", TEXT, "Dylib current version (X.Y.Z)"),

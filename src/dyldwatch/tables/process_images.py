@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..host.processes import ProcessReader, group_images, process_reader
-from .base import BIGINT, INDEX, INTEGER, TEXT, Column, QueryContext, Row, Table
+from .base import BIGINT, INTEGER, PID_KEY, TEXT, Column, QueryContext, Row, Table
 
 
 class ProcessImagesTable(Table):
@@ -24,7 +24,7 @@ class ProcessImagesTable(Table):
         "pid IN (...) to read only those processes."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("pid", INTEGER, "Process id", INDEX),
+        Column("pid", INTEGER, "Process id", PID_KEY),
         Column("path", TEXT, "Path of the mapped file as the kernel reports it (without ' (deleted)')"),
         Column("base_address", TEXT, "Address of the image's mapping at file offset 0 (its header), hex"),
         Column("inode", BIGINT, "Inode of the file"),

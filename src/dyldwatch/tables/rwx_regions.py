@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..host.processes import ProcessReader, Region, finding_reason, process_reader
-from .base import BIGINT, INDEX, INTEGER, TEXT, Column, QueryContext, Row, Table
+from .base import BIGINT, INTEGER, PID_KEY, TEXT, Column, QueryContext, Row, Table
 
 
 def region_row(pid: int, r: Region, reason: str) -> Row:
@@ -47,7 +47,7 @@ class RwxRegionsTable(Table):
         "pid IN (...) to read only those processes."
     )
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("pid", INTEGER, "Process id", INDEX),
+        Column("pid", INTEGER, "Process id", PID_KEY),
         Column("start", TEXT, "Start address, hex (0x...), as in process_memory_map"),
         Column("end", TEXT, "End address (exclusive), hex"),
         Column("size", BIGINT, "Size in bytes"),

@@ -1,9 +1,8 @@
-"""osquery's SQL additions for a plain SQLite (apsw) session.
+"""osquery's SQL additions, with osquery's results and errors, for an apsw session.
 
-Pack queries must run unchanged in osquery, so lint and validate need the same functions and
-collations osquery registers (docs: introduction/sql.md, "SQL additions"). Semantics follow
-osquery's behaviour where it is documented: `split` drops empty tokens and trims each one,
-`regex_split` keeps empties, out-of-range indexes give NULL, `concat` ignores NULLs.
+Pack queries must run unchanged in osquery, so lint, validate and the engine register the same
+functions and collations osquery does (osquery/sql/sqlite_*.cpp), including the cases where osquery
+raises an error: a query that errors inside osquery returns nothing to the fleet.
 """
 
 from __future__ import annotations
@@ -41,31 +40,45 @@ def _regex(pattern: str) -> re.Pattern[str]:
         raise apsw.SQLError(f"invalid regex {pattern!r}: {exc}") from exc
 
 
+def _sqlite_int(value: Any) -> int:
+    """sqlite3_value_int: a number's integer part, a text's leading integer, else 0."""
+    if isinstance(value, bool | int | float):
+        return int(value)
+    m = re.match(r"\s*([+-]?\d+)", _text(value) or "")
+    return int(m.group(1)) if m else 0
+
+
 def regex_match(value: Any, pattern: Any, index: Any) -> str | None:
-    """Group `index` of the first match of `pattern` in `value` (0 is the whole match)."""
-    s, p = _text(value), _text(pattern)
-    if s is None or p is None or index is None:
+    """Group `index` of the first match of `pattern` in `value` (osquery/sql/sqlite_string.cpp)."""
+    if value is None or pattern is None or index is None:
         return None
-    m = _regex(p).search(s)
-    if m is None or not 0 <= int(index) <= (m.re.groups or 0):
+    s, p = _text(value) or "", _text(pattern) or ""
+    if len(p.encode()) > REGEX_MAX_SIZE:
+        raise apsw.SQLError(f"Invalid regex: too big, max size is {REGEX_MAX_SIZE} bytes")
+    try:
+        m = _regex(p).search(s)
+    except apsw.SQLError as exc:
+        raise apsw.SQLError("Invalid regex") from exc
+    i = _sqlite_int(index)
+    if m is None or not 0 <= i <= (m.re.groups or 0):  # a size_t cast: negative is out of range
         return None
-    return m.group(int(index))
+    return m.group(i) or ""
 
 
 def _pick(parts: list[str], index: Any) -> str | None:
-    i = int(index)
+    i = _sqlite_int(index)
     return parts[i] if 0 <= i < len(parts) else None
 
 
 def split(value: Any, tokens: Any, index: Any) -> str | None:
-    """Split on any character of `tokens`, drop empty pieces, trim each, pick one."""
-    s, t = _text(value), _text(tokens)
-    if s is None or t is None or index is None:
+    """Split on any character of `tokens`, drop empty pieces, then trim each (osquery/utils/conversions/split.cpp)."""
+    if value is None or tokens is None or index is None:
         return None
+    s, t = _text(value) or "", _text(tokens) or ""
     if not t:
         raise apsw.SQLError("Invalid input to split function")
     parts = re.split("[" + re.escape(t) + "]", s)
-    return _pick([p.strip() for p in parts if p], index)
+    return _pick([p.strip(" \t\n\r\f\v") for p in parts if p], index)
 
 
 def regex_split(value: Any, pattern: Any, index: Any) -> str | None:
@@ -78,12 +91,39 @@ def regex_split(value: Any, pattern: Any, index: Any) -> str | None:
     return _pick(_regex(p).split(s), index)
 
 
-def concat(*args: Any) -> str:
+def concat(*args: Any) -> str | None:
+    """NULLs skipped; no argument at all gives NULL (osquery/sql/sqlite_string.cpp)."""
+    if not args:
+        return None
     return "".join(t for t in map(_text, args) if t is not None)
 
 
-def concat_ws(sep: Any, *args: Any) -> str:
-    return (_text(sep) or "").join(t for t in map(_text, args) if t is not None)
+def concat_ws(*args: Any) -> str | None:
+    """osquery's concat_ws: the separator follows every non-NULL argument that is not the last
+    argument, so a trailing NULL leaves a trailing separator (osquery/sql/sqlite_string.cpp)."""
+    if not args:
+        raise apsw.SQLError("Missing separator to concat_ws")
+    sep = _text(args[0]) or ""
+    rest = args[1:]
+    if not rest:
+        return None
+    out: list[str] = []
+    for i, v in enumerate(rest):
+        t = _text(v)
+        if t is None:
+            continue
+        out.append(t)
+        if sep and i + 1 < len(rest):
+            out.append(sep)
+    return "".join(out)
+
+
+def parent_directory(path: Any) -> str | None:
+    """Text before the last '/'; NULL without one; an error for non-text (osquery/sql/sqlite_filesystem.cpp)."""
+    if not isinstance(path, str):
+        raise apsw.SQLError("Invalid inputs to parent_directory, TEXT was expected")
+    cut = path.rfind("/")
+    return None if cut < 0 else path[:cut]
 
 
 def _hasher(name: str) -> Callable[[Any], str | None]:
@@ -97,17 +137,34 @@ def _hasher(name: str) -> Callable[[Any], str | None]:
     return digest
 
 
-def in_cidr_block(cidr: Any, ip: Any) -> int | None:
-    """1 when `ip` lies in `cidr`, 0 when not, NULL when either does not parse."""
-    c, a = _text(cidr), _text(ip)
-    if c is None or a is None:
-        return None
+def in_cidr_block(cidr: Any, ip: Any) -> int:
+    """osquery's in_cidr_block (osquery/sql/sqlite_network.cpp, boost::asio semantics).
+
+    Both arguments must be TEXT (NULL is an error); the address family of the IP decides how the
+    CIDR is parsed, so an IPv4 address against an IPv6 CIDR (or the reverse) is an error, not 0.
+    IPv4 ranges are boost's `hosts()`: network and broadcast addresses lie outside them (a /31
+    holds nothing), a /32 holds its one address; an IPv6 range holds every address.
+    """
+    if not isinstance(cidr, str):
+        raise apsw.SQLError("CIDR must be a string")
+    if not isinstance(ip, str):
+        raise apsw.SQLError("IP address must be a string")
     try:
-        net = ipaddress.ip_network(c, strict=False)
-        addr = ipaddress.ip_address(a.split("%", 1)[0])
-    except ValueError:
-        return None
-    return int(addr.version == net.version and addr in net)
+        addr = ipaddress.ip_address(ip.split("%", 1)[0] if ":" in ip else ip)
+    except ValueError as exc:
+        raise apsw.SQLError("IP address cannot be parsed") from exc
+    family = "v4" if addr.version == 4 else "v6"
+    try:
+        if "/" not in cidr:
+            raise ValueError("no prefix length")
+        net = ipaddress.ip_network(cidr, strict=False)
+        if net.version != addr.version:
+            raise ValueError("other family")
+    except ValueError as exc:
+        raise apsw.SQLError(f"CIDR for IP address {family} cannot be parsed") from exc
+    if addr.version == 4 and net.prefixlen < 32:
+        return int(int(net.network_address) < int(addr) < int(net.broadcast_address))
+    return int(addr in net)
 
 
 def inet_aton(value: Any) -> int | None:
@@ -264,6 +321,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "split": (split, 3),
     "concat": (concat, -1),
     "concat_ws": (concat_ws, -1),
+    "parent_directory": (parent_directory, 1),
     "sha1": (_hasher("sha1"), 1),
     "sha256": (_hasher("sha256"), 1),
     "md5": (_hasher("md5"), 1),
@@ -282,25 +340,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
 def register_functions(conn: apsw.Connection) -> None:
     """Add osquery's SQL functions and version collations to `conn` (SQLite's own math is replaced)."""
     for name, (fn, nargs) in FUNCTIONS.items():
-        conn.create_scalar_function(name, fn, nargs, deterministic=True)
-    conn.create_collation("version", _collation(""))
+        conn.createscalarfunction(name, fn, nargs, deterministic=True)
+    conn.createcollation("version", _collation(""))
     for flavour in ("ARCH", "DPKG", "RHEL"):
-        conn.create_collation(f"version_{flavour.lower()}", _collation(flavour))
-
-
-def connect(database: str | None = None, *, readonly: bool = False, ddl: bool = True,
-            platform: str | None = None) -> apsw.Connection:
-    """A SQLite session shaped like osquery: its functions, and (optionally) every table's DDL.
-
-    DDL uses `IF NOT EXISTS`, so a sample database keeps its own tables and rows.
-    """
-    if database and readonly:
-        conn = apsw.Connection(database, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-    else:
-        conn = apsw.Connection(database or ":memory:")
-    register_functions(conn)
-    if ddl and not readonly:
-        from .schema_facts import ddl_script
-
-        conn.execute(ddl_script(platform))
-    return conn
+        conn.createcollation(f"version_{flavour.lower()}", _collation(flavour))

@@ -1,0 +1,96 @@
+"""Engines over a recorded host moment (a scenario or snapshot database) or over this host.
+
+`validate`, `lint`, `query` and `hunt` all run through `Engine`, so what an analyst or CI sees
+locally is what osqueryd will do with the same SQL.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from .engine import Engine, EventRows, Flags, LiveTable, Source, StoredRows
+from .facts import PLATFORMS, TableFacts, tables_for
+
+#: Where sample and snapshot databases record which host moment they hold.
+META_TABLE = "dyldwatch_scenario"
+
+
+def host_platform() -> str:
+    return "darwin" if sys.platform == "darwin" else "linux"
+
+
+def database_meta(db: str | Path) -> dict[str, Any]:
+    """The scenario a database was built from (name, platform, now, digests)."""
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{META_TABLE}")')]
+        if not cols:
+            raise ValueError(f"{db}: not a dyldwatch database (no {META_TABLE} table)")
+        rows = list(conn.execute(f'SELECT * FROM "{META_TABLE}"'))
+    finally:
+        conn.close()
+    if not rows:
+        raise ValueError(f"{db}: empty {META_TABLE} table")
+    meta = dict(zip(cols, rows[0], strict=True))
+    meta["path"] = str(db)
+    return meta
+
+
+def stored_source(facts: TableFacts, rows: list[dict[str, Any]]) -> Source:
+    return EventRows(facts, rows) if facts.event_based else StoredRows(facts, rows)
+
+
+def live_source(facts: TableFacts) -> Source:
+    from ..tables import load_table
+
+    instance = load_table(facts.name)()
+    return LiveTable(facts, instance.generate)
+
+
+def database_engine(db: str | Path, *, platform: str | None = None, flags: Flags | None = None,
+                    live_ours: bool = False) -> Engine:
+    """An engine over a recorded host moment: every table of its platform serves the stored rows."""
+    meta = database_meta(db)
+    plat = platform or meta.get("platform") or host_platform()
+    if plat not in PLATFORMS:
+        raise ValueError(f"{db}: unknown platform {plat!r}")
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        stored = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+        sources: dict[str, Source] = {}
+        for name, facts in tables_for(plat).items():
+            if facts.ours and live_ours:
+                sources[name] = live_source(facts)
+                continue
+            rows: list[dict[str, Any]] = []
+            if name in stored:
+                cur = conn.cursor()
+                it = cur.execute(f'SELECT * FROM "{name}"')
+                try:
+                    names = [d[0] for d in cur.getdescription()]
+                    rows = [dict(zip(names, r, strict=True)) for r in it]
+                except apsw.ExecutionCompleteError:
+                    rows = []
+            sources[name] = stored_source(facts, rows)
+    finally:
+        conn.close()
+    return Engine(sources, now=meta.get("now"), flags=flags)
+
+
+def live_engine(*, platform: str | None = None, flags: Flags | None = None,
+                native: Mapping[str, Source] | None = None) -> Engine:
+    """An engine over this host: our tables run for real, plus whatever native sources are given."""
+    plat = platform or host_platform()
+    sources: dict[str, Source] = {n: live_source(f) for n, f in tables_for(plat).items() if f.ours}
+    sources.update(native or {})
+    return Engine(sources, flags=flags)
+
+
+def empty_engine(platform: str, flags: Flags | None = None) -> Engine:
+    """Every table of a platform with no rows: for preparing and planning queries (lint)."""
+    return Engine({n: stored_source(f, []) for n, f in tables_for(platform).items()}, now=0, flags=flags)

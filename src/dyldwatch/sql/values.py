@@ -1,0 +1,108 @@
+"""Values as they cross osquery: rows as string maps, then typed by the column's declared type.
+
+An extension's rows reach osquery as maps of strings (a missing key is NULL); osquery types each
+value by the column's declared type when SQLite reads it (osquery/sql/dynamic_table_row.cpp), and
+hands constraint values to tables as SQLite's text of them (osquery/sql/virtual_table.cpp xFilter).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+_INT32 = 1 << 32
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_SPACE = " \t\n\v\f\r"
+
+
+def wire_text(value: Any) -> str | None:
+    """What a row value looks like on osquery's wire: text, or None for a key left out."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def sqlite_text(value: Any) -> str | None:
+    """sqlite3_value_text of a constraint value (NULL stays None; 2.0 reads "2.0")."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "Inf" if value > 0 else "-Inf"
+        text = f"{value:.15g}"
+        return text if any(c in text for c in ".eEn") else text + ".0"
+    return str(value)
+
+
+def _stol(text: str) -> int | None:
+    """std::stol/stoll with base 0 as tryTo calls it: leading blanks, sign, 0x hex, 0 octal,
+    the longest numeric prefix (trailing junk ignored); None when no digit or out of 64-bit range."""
+    s = text.lstrip(_SPACE)
+    sign = 1
+    if s[:1] in "+-" and s:
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
+        digits = re.match(r"[0-9a-fA-F]+", s[2:])
+        base = 16
+    elif s[:1] == "0":
+        digits = re.match(r"[0-7]+", s)
+        base = 8
+    else:
+        digits = re.match(r"[0-9]+", s)
+        base = 10
+    if not digits:
+        return None
+    n = sign * int(digits.group(0), base)
+    return n if _INT64_MIN <= n <= _INT64_MAX else None
+
+
+def _strtod(text: str) -> float | None:
+    """strtod over the whole text (leading blanks allowed, nothing may follow)."""
+    if not text or text[-1] in _SPACE:
+        return None
+    s = text.lstrip(_SPACE)
+    try:
+        return float(s)
+    except ValueError:
+        try:
+            return float.fromhex(s)
+        except ValueError:
+            return None
+
+
+def column_value(text: str | None, ctype: str) -> Any:
+    """The SQLite value osquery gives a column (osquery/sql/dynamic_table_row.cpp get_column).
+
+    A missing key is NULL; TEXT/BLOB keep the text, '' included; an empty numeric is NULL;
+    INTEGER goes through `long` then `sqlite3_result_int`, so it wraps to 32 bits; BIGINT and
+    UNSIGNED BIGINT are 64-bit; DOUBLE must be a whole strtod number; anything unparsable is NULL.
+    """
+    if text is None:
+        return None
+    if ctype in ("TEXT", "BLOB"):
+        return text
+    if text == "":
+        return None
+    if ctype == "INTEGER":
+        n = _stol(text)
+        if n is None:
+            return None
+        n %= _INT32
+        return n - _INT32 if n >= _INT32 // 2 else n
+    if ctype in ("BIGINT", "UNSIGNED BIGINT"):
+        return _stol(text)
+    if ctype == "DOUBLE":
+        return _strtod(text)
+    return text
