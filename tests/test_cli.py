@@ -58,6 +58,7 @@ def test_join_feeds_a_path_keyed_table(tmp_path: Path) -> None:
 def test_missing_required_constraint_is_a_clear_error() -> None:
     code, out = run("query", "SELECT * FROM macho_info")
     assert code != 0 and "needs a constraint on path or directory" in out
+    assert "Table macho_info was queried without a required column in the WHERE clause" in out  # osquery's words
 
 
 def test_sql_error_is_reported_not_raised() -> None:
@@ -71,7 +72,7 @@ def test_tables_lists_every_table_and_flags() -> None:
     rows = json.loads(out)
     assert {r["table"] for r in rows} == set(TABLES)
     path = next(r for r in rows if r["table"] == "macho_info" and r["column"] == "path")
-    assert path["options"] == "required" and path["type"] == "TEXT"
+    assert path["options"] == "index,required,optimized" and path["type"] == "TEXT"
     code, out = run("tables", "no_such_table")
     assert code != 0 and "unknown table" in out
 

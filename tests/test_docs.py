@@ -50,7 +50,8 @@ def test_pages_carry_every_column_type_and_option() -> None:
         for sql in table.examples:
             assert sql.strip() in page
         assert f"[`{name}`]({name}.md)" in pages["README.md"]
-    assert "| `path` | TEXT | required |" in pages["macho_info.md"]
+    assert "| `path` | TEXT | index, required, optimized |" in pages["macho_info.md"]
+    assert "| `arch` | TEXT |  |" in pages["macho_info.md"]
 
 
 def test_check_fails_on_stale_docs(tmp_path: Path) -> None:

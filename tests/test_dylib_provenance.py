@@ -86,7 +86,7 @@ def test_registered_and_declared() -> None:
                 "quarantine_time", "quarantine_event_id", "quarantine_user_approved", "quarantine_origin_url",
                 "where_froms", "origin_url", "referrer_url", "provenance_id", "signature_type", "team_id", "error"):
         assert col in names
-    assert cls.column("pid").index
+    assert cls.column("pid").required and cls.column("path").required and cls.column("path").index
     assert "CREATE TABLE" in cls.ddl()
     cls()  # runtimes instantiate tables without arguments
 

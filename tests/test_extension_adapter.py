@@ -73,7 +73,7 @@ def test_registry_carries_option_bits(served) -> None:
     assert routes == [
         {"id": "column", "name": "n", "type": "INTEGER", "op": "1"},
         {"id": "column", "name": "label", "type": "TEXT", "op": "2"},
-        {"id": "column", "name": "missing", "type": "TEXT", "op": "0"},
+        {"id": "column", "name": "missing", "type": "TEXT", "op": "8"},  # not a key: never INDEX by default
     ]
     assert manager.handler.registrations[0].info.name == "dyldwatch"
 

@@ -103,6 +103,17 @@ def query(sql: str, fmt: str, db: str | None) -> None:
         render(columns, rows, fmt)
     except TableUsageError as exc:
         raise click.ClickException(str(exc)) from exc
+    except apsw.ConstraintError as exc:
+        import re
+
+        m = re.search(r"Table (\w+) was queried without a required column", str(exc))
+        hint = ""
+        if m:
+            from .sql.facts import tables_for
+
+            need = " or ".join(tables_for(None)[m.group(1)].required) or "its key"
+            hint = f" ({m.group(1)} needs a constraint on {need}, for example WHERE path LIKE '/usr/lib/%')"
+        raise click.ClickException(f"{exc}{hint}") from exc
     except (apsw.Error, ValueError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, TableUsageError):

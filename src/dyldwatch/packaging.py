@@ -183,6 +183,9 @@ def _closure_pins() -> list[str]:
                 continue
             todo.append(re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0])
     seen.pop("dyldwatch", None)
+    # apsw is pinned to osquery's SQLite for the toolchain (Python <= 3.11 wheels only); the
+    # extension never imports it, so each target takes whatever apsw wheel its interpreter has.
+    seen.pop("apsw", None)
     return [f"{k}=={v}" for k, v in sorted(seen.items())]
 
 

@@ -109,6 +109,9 @@ def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | N
             info = apsw.ext.query_info(conn, sql, actions=True, explain_query_plan=True)
         except apsw.Error as exc:
             msg = str(exc)
+            if "may not be modified" in msg:  # osquery's tables are read-only virtual tables
+                out.append(Problem(file, sql_line, f"{base}.sql", f"is not read-only ({msg})"))
+                continue
             out.append(Problem(file, _line_of(query.sql, sql_line, msg), f"{base}.sql",
                                f"[{platform}] does not prepare: {msg}"))
             continue

@@ -108,26 +108,28 @@ def _matches(value: Any, op: int, expr: str, column: str) -> bool:
 class StoredRows:
     """Rows recorded for a table (a scenario or a snapshot), served as that table would serve them.
 
-    A table with REQUIRED columns (osquery's `file`, our path-keyed tables) only produces rows for
+    A table with keys (osquery's `file` and its REQUIRED path/directory; our path-keyed tables,
+    whatever options they registered, as their `generate` needs them) only produces rows for
     the values it is given on them (`=`, each IN value, LIKE with file-table expansion); with none
     it produces nothing, exactly as the real table does. Other tables return every row that
     satisfies the `=` constraints they were given; SQLite re-checks everything else.
     """
 
-    def __init__(self, facts: TableFacts, rows: Iterable[Row]) -> None:
+    def __init__(self, facts: TableFacts, rows: Iterable[Row], keys: tuple[str, ...] | None = None) -> None:
         self.facts = facts
         self._rows = list(rows)
-        self._required = facts.required
+        self._required = facts.required if keys is None else keys
         self._index = [c.name for c in facts.columns if c.options & INDEX and not c.options & REQUIRED]
 
     def rows(self, ctx: QueryContext, state: RunState) -> Iterator[Row]:
         wanted = [(c, k.op, k.expr) for c in self._required for k in ctx.constraints.get(c, ())
                   if k.op in (Op.EQUALS, Op.LIKE)]
-        equals = [(c, k.expr) for c in self._index for k in ctx.constraints.get(c, ()) if k.op == Op.EQUALS]
+        equals = {c: {k.expr for k in ctx.constraints.get(c, ()) if k.op == Op.EQUALS} for c in self._index}
+        equals = {c: v for c, v in equals.items() if v}
         for row in self._rows:
             if self._required and not any(_matches(row.get(c), op, e, c) for c, op, e in wanted):
                 continue
-            if equals and not all(wire_text(row.get(c)) == e for c, e in equals):
+            if any(wire_text(row.get(c)) not in values for c, values in equals.items()):
                 continue
             yield row
 

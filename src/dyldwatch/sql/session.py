@@ -42,7 +42,14 @@ def database_meta(db: str | Path) -> dict[str, Any]:
 
 
 def stored_source(facts: TableFacts, rows: list[dict[str, Any]]) -> Source:
-    return EventRows(facts, rows) if facts.event_based else StoredRows(facts, rows)
+    """Recorded rows served with the semantics of the table that produced them."""
+    if facts.event_based:
+        return EventRows(facts, rows)
+    if facts.ours:
+        from ..tables import load_table
+
+        return StoredRows(facts, rows, load_table(facts.name).row_keys)
+    return StoredRows(facts, rows)
 
 
 def live_source(facts: TableFacts) -> Source:

@@ -75,6 +75,7 @@ class AppleScriptInfoTable(Table):
         "bundles (.scptd) and applets, with whether each was saved run-only (no source kept). "
         "Needs a path or directory constraint, like the file table."
     )
+    row_keys = ("path", "directory")
     columns: ClassVar[tuple[Column, ...]] = (
         Column("path", TEXT, "Path of the compiled script (for a bundle, the script inside it)", PATH_KEY),
         Column("directory", TEXT, "Directory of the script", DIRECTORY_KEY),

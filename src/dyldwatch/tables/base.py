@@ -238,6 +238,9 @@ class Table(ABC):
     platforms: ClassVar[tuple[str, ...]] = ("darwin", "linux")
     columns: ClassVar[tuple[Column, ...]]
     examples: ClassVar[tuple[str, ...]] = ()
+    #: Columns one of which must be given a value (`=`, IN, LIKE) for the table to produce rows, as
+    #: osquery's `file` table needs a path or directory; empty for tables that can list everything.
+    row_keys: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def generate(self, ctx: QueryContext) -> Iterator[Row]:

@@ -177,6 +177,7 @@ def decode_xattrs(found: XattrValues) -> tuple[dict[str, Any], list[str], str | 
 
 class DylibProvenanceTable(Table):
     name: ClassVar[str] = "dylib_provenance"
+    row_keys = ("path", "directory", "pid")
     description: ClassVar[str] = (
         "Provenance of library files: download origin (quarantine, where-froms, xdg origin URL, "
         "provenance id), timestamps including birth time, whether a non-root user could replace "

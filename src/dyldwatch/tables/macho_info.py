@@ -120,6 +120,7 @@ class MachoInfoTable(Table):
         "(type, identifier, team, cdhash, hardened runtime, entitlements, certificate authority). "
         "Needs a path or directory constraint, like the file table."
     )
+    row_keys = ("path", "directory")
     columns: ClassVar[tuple[Column, ...]] = (
         Column("path", TEXT, "Path of the Mach-O file", PATH_KEY),
         Column("directory", TEXT, "Directory of the file", DIRECTORY_KEY),

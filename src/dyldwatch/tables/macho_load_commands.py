@@ -125,6 +125,7 @@ class MachoLoadCommandsTable(Table):
         "references resolved (@executable_path, @loader_path, @rpath in LC_RPATH order). Needs a "
         "path or directory constraint, like the file table."
     )
+    row_keys = ("path", "directory")
     columns: ClassVar[tuple[Column, ...]] = (
         Column("path", TEXT, "Path of the Mach-O file", PATH_KEY),
         Column("directory", TEXT, "Directory of the file", DIRECTORY_KEY),

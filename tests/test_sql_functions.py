@@ -1,4 +1,4 @@
-"""osquery's SQL additions behave as osquery documents them, so pack queries mean the same here."""
+"""osquery's SQL functions give osquery's results and raise osquery's errors (osquery/sql/sqlite_*.cpp)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import hashlib
 import apsw
 import pytest
 
-from dyldwatch.osquery_sql import connect
-from dyldwatch.schema_facts import columns_of, native_tables, our_tables
+from dyldwatch.sql.functions import register_functions
 
 
 @pytest.fixture(scope="module")
 def conn() -> apsw.Connection:
-    return connect(ddl=False)
+    c = apsw.Connection(":memory:")
+    register_functions(c)
+    return c
 
 
 def one(conn: apsw.Connection, expr: str) -> object:
@@ -24,6 +25,7 @@ def one(conn: apsw.Connection, expr: str) -> object:
     ("regex_match('hello world. Goodbye', '(\\w+) \\w+', 0)", "hello world"),
     ("regex_match('hello world. Goodbye', '(\\w+) \\w+', 1)", "hello"),
     ("regex_match('hello', '(\\w+)', 2)", None),
+    ("regex_match('hello', '(\\w+)', -1)", None),  # size_t cast: negative is out of range
     ("regex_match('hello', '^\\d+$', 0)", None),
     ("regex_match('/Applications/A B.app/Contents/MacOS/x', '^(.*?\\.app)/', 1)", "/Applications/A B.app"),
     ("split('1001', '1', 0)", "00"),
@@ -31,17 +33,29 @@ def one(conn: apsw.Connection, expr: str) -> object:
     ("split('192.168.0.1', '.0', 0)", "192"),
     ("split(' a , b ', ',', 1)", "b"),
     ("split('a,b', ',', 5)", None),
+    ("split('/usr/lib/a.so:/tmp/b.so', ': ', 1)", "/tmp/b.so"),
     ("regex_split('192.168.0.1', '\\.0', 0)", "192.168"),
     ("regex_split('a,,b', ',', 1)", ""),
     ("concat('hello', NULL, ' ', 'world')", "hello world"),
+    ("concat()", None),
+    # osquery appends the separator after every non-NULL argument that is not the last one
     ("concat_ws(' ', 'hello', NULL, 'world')", "hello world"),
+    ("concat_ws('; ', 'a', NULL)", "a; "),
+    ("concat_ws('; ', 'a', 'b', NULL)", "a; b; "),
+    ("concat_ws('; ', NULL, 'b')", "b"),
+    ("parent_directory('/usr/lib/libc.so')", "/usr/lib"),
+    ("parent_directory('libc.so')", None),
     ("inet_aton('1.0.1.5')", 16777477),
     ("inet_aton('::1')", None),
     ("in_cidr_block('10.0.0.0/26', '10.0.0.24')", 1),
     ("in_cidr_block('10.0.0.0/26', '10.0.0.64')", 0),
     ("in_cidr_block('2001:db8::/48', '2001:db8:0:ffff:ffff:ffff:ffff:ffff')", 1),
-    ("in_cidr_block('127.0.0.0/8', '::1')", 0),
-    ("in_cidr_block('127.0.0.0/8', 'not an ip')", None),
+    ("in_cidr_block('::1/128', '::1')", 1),
+    # boost::asio network_v4::hosts(): network and broadcast addresses are not hosts; a /32 is its address
+    ("in_cidr_block('127.0.0.0/8', '127.0.0.0')", 0),
+    ("in_cidr_block('10.0.0.0/8', '10.255.255.255')", 0),
+    ("in_cidr_block('10.0.0.1/32', '10.0.0.1')", 1),
+    ("in_cidr_block('10.0.0.0/31', '10.0.0.1')", 0),
     ("to_base64('CPU0')", "Q1BVMA=="),
     ("from_base64('Q1BVMA==')", "CPU0"),
     ("from_base64('***')", ""),
@@ -55,6 +69,26 @@ def one(conn: apsw.Connection, expr: str) -> object:
 ])
 def test_functions(conn: apsw.Connection, expr: str, expected: object) -> None:
     assert one(conn, expr) == expected
+
+
+@pytest.mark.parametrize(("expr", "message"), [
+    # the address family of the IP decides how the CIDR is parsed: a mismatch is an error, not 0
+    ("in_cidr_block('127.0.0.0/8', '::1')", "CIDR for IP address v6 cannot be parsed"),
+    ("in_cidr_block('::1/128', '10.1.2.3')", "CIDR for IP address v4 cannot be parsed"),
+    ("in_cidr_block('127.0.0.0/8', 'not an ip')", "IP address cannot be parsed"),
+    ("in_cidr_block('127.0.0.0/8', '')", "IP address cannot be parsed"),
+    ("in_cidr_block('127.0.0.0/8', NULL)", "IP address must be a string"),
+    ("in_cidr_block(NULL, '1.2.3.4')", "CIDR must be a string"),
+    ("in_cidr_block('10.0.0.1', '10.0.0.1')", "CIDR for IP address v4 cannot be parsed"),
+    ("split('a', '', 0)", "Invalid input to split function"),
+    ("regex_match('a', '(', 0)", "Invalid regex"),
+    ("regex_match('a', '" + "a" * 300 + "', 0)", "too big"),
+    ("parent_directory(5)", "TEXT was expected"),
+    ("version_compare('1', '2', 'NOPE')", "flavour"),
+])
+def test_osquery_errors(conn: apsw.Connection, expr: str, message: str) -> None:
+    with pytest.raises(apsw.SQLError, match=message):
+        one(conn, expr)
 
 
 def test_hashes_match_hashlib(conn: apsw.Connection) -> None:
@@ -84,54 +118,8 @@ def test_versions(conn: apsw.Connection, expr: str, expected: int) -> None:
     assert one(conn, expr) == expected
 
 
-def test_errors_are_sql_errors(conn: apsw.Connection) -> None:
-    with pytest.raises(apsw.Error, match="split"):
-        one(conn, "split('a', '', 0)")
-    with pytest.raises(apsw.Error, match="flavour"):
-        one(conn, "version_compare('1', '2', 'NOPE')")
-
-
-def test_ddl_holds_every_table_and_keeps_existing_rows(tmp_path) -> None:
-    db = tmp_path / "x.db"
-    first = connect(str(db))
-    names = {r[0] for r in first.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    assert {"processes", "launchd", "process_memory_map", *our_tables()} <= names
-    first.execute("INSERT INTO processes (pid, name) VALUES (7, 'x')")
-    first.close()
-    again = connect(str(db))  # IF NOT EXISTS: a second DDL pass keeps the data
-    assert again.execute("SELECT name FROM processes WHERE pid = 7").fetchall() == [("x",)]
-
-
-def test_platform_ddl_excludes_other_platforms() -> None:
-    linux = connect(platform="linux")
-    with pytest.raises(apsw.SQLError, match="no such table: launchd"):
-        linux.execute("SELECT * FROM launchd")
-    assert columns_of("launchd", "linux") is None
-    assert "program_arguments" in (columns_of("launchd", "darwin") or [])
-    assert "entitlements" in (columns_of("macho_info", "darwin") or [])
-
-
-def test_schema_override(monkeypatch, tmp_path) -> None:
-    from dyldwatch import schema_facts
-
-    alt = tmp_path / "schema.json"
-    alt.write_text('{"source": "t", "tables": {"only": {"name": "only", "description": "", '
-                   '"platforms": ["linux"], "columns": [{"name": "c", "type": "text"}]}}}')
-    monkeypatch.setenv("DYLDWATCH_SCHEMA", str(alt))
-    assert set(native_tables()) == {"only"}
-    monkeypatch.delenv("DYLDWATCH_SCHEMA")
-    assert "processes" in schema_facts.native_tables()
-
-
-@pytest.mark.parametrize("name", sorted(our_tables()))
-def test_real_tables_cover_the_contract(name: str) -> None:
-    """When a table module exists, it declares at least the columns the packs rely on."""
-    from dyldwatch.schema_facts import CONTRACT
-    from dyldwatch.tables import load_table
-
-    try:
-        table = load_table(name)
-    except ImportError:
-        pytest.skip(f"{name} module not available yet")
-    missing = [c for c, _ in CONTRACT[name] if c not in table.column_names()]
-    assert not missing, f"{name} lacks contract columns {missing}"
+def test_json_of_empty_text_is_an_error_in_osquerys_sqlite(conn: apsw.Connection) -> None:
+    """Why packs never hand a possibly-empty TEXT column to json_extract (SQLite 3.42)."""
+    with pytest.raises(apsw.SQLError, match="malformed JSON"):
+        one(conn, "json_extract('', '$.a')")
+    assert one(conn, "json_extract(NULL, '$.a')") is None
