@@ -17,12 +17,12 @@ import apsw
 import lief
 import pytest
 
-from dyldwatch.sql.functions import register_functions
-from dyldwatch.sql.session import META_TABLE, database_engine
 from dyldwatch.packs import load_pack
 from dyldwatch.samples import _declared, _insert, build_macho
-from dyldwatch.sql.facts import ddl_script, project_root
 from dyldwatch.snapshot import Runner
+from dyldwatch.sql.facts import ddl_script, project_root
+from dyldwatch.sql.functions import register_functions
+from dyldwatch.sql.session import META_TABLE, database_engine
 from dyldwatch.tables import load_table
 from dyldwatch.tables.base import QueryContext
 from dyldwatch.tables.macho_info import MachoInfoTable
