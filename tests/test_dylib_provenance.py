@@ -204,9 +204,14 @@ def test_symlink_into_writable_dir_is_judged_by_its_target(table: DylibProvenanc
     locked.chmod(0o755)
     r = one(table, link)
     assert r["exists"] == 1 and r["path"] == str(link) and r["directory"] == str(locked)
-    if os.getuid() == 0 and all(os.stat(p).st_uid == 0 for p in (tmp_path, tmp_path.parent)):
-        assert r["writable_by"] == f"{shared} (world-writable, sticky)"
-    assert r["user_writable"] == 1
+    if os.getuid() == 0 and all(os.stat(p).st_uid == 0 and not os.stat(p).st_mode & 0o022
+                                for p in (tmp_path, tmp_path.parent, tmp_path.parent.parent)):
+        # a root-owned file in a root-owned sticky directory: only root may rename or rewrite it
+        assert r["user_writable"] == 0 and r["writable_by"] is None
+        target.chmod(0o666)
+        table2 = DylibProvenanceTable()
+        r = one(table2, link)
+        assert r["user_writable"] == 1 and r["writable_by"] == f"{target} (world-writable)"
 
 
 def test_missing_library_in_writable_dir_is_a_hijack_spot(table: DylibProvenanceTable, tmp_path: Path) -> None:

@@ -185,6 +185,24 @@ def test_first_writable_is_the_nearest_component() -> None:
     assert first_writable([fact("/usr/lib/x", kind=REG), fact("/usr/lib"), fact("/usr"), fact("/")]) is None
 
 
+def test_sticky_directories_protect_root_owned_entries() -> None:
+    """Who can replace what loads at the path: a sticky /tmp only exposes entries root does not own."""
+    root_dir = [fact("/tmp/r/x.so", mode=0o644, kind=REG), fact("/tmp/r", mode=0o700), fact("/tmp", mode=0o1777),
+                fact("/")]
+    assert first_writable(root_dir) is None
+    user_dir = [fact("/tmp/u/x.so", mode=0o644, kind=REG), fact("/tmp/u", uid=501, mode=0o755),
+                fact("/tmp", mode=0o1777), fact("/")]
+    assert first_writable(user_dir) == "/tmp/u (owned by uid 501)"
+    in_tmp = [fact("/tmp/x.so", mode=0o644, kind=REG), fact("/tmp", mode=0o1777), fact("/")]
+    assert first_writable(in_tmp) is None  # root's file directly in /tmp: the sticky bit protects it
+    user_file = [fact("/tmp/x.so", uid=501, mode=0o644, kind=REG), fact("/tmp", mode=0o1777), fact("/")]
+    assert first_writable(user_file) == "/tmp/x.so (owned by uid 501)"
+    # a writable non-sticky ancestor lets anyone rename the root-owned 0700 directory away
+    open_parent = [fact("/srv/w/r/x.so", mode=0o644, kind=REG), fact("/srv/w/r", mode=0o700),
+                   fact("/srv/w", mode=0o777), fact("/srv"), fact("/")]
+    assert first_writable(open_parent) == "/srv/w (world-writable)"
+
+
 DARWIN_CASES = [
     ("/System/Library/Frameworks/AppKit.framework/AppKit", True, True),
     ("/usr/lib/libSystem.B.dylib", False, True),  # in the dyld shared cache only

@@ -18,8 +18,9 @@ Extended attributes decoded here:
 
 Writability rule (`user_writable`): a path component is user-writable when a non-root user can
 change what the path resolves to:
-- it is world-writable (a sticky directory such as /tmp still counts: anyone may create new
-  entries there, e.g. a library a loader will look for);
+- it is world-writable; in a sticky directory such as /tmp this only reaches entries that are not
+  owned by root (or when the sticky directory itself is not root's), so a root-owned 0700
+  directory inside /tmp protects everything below it;
 - it is group-writable and its group is not gid 0 (root / wheel). Every other group, including
   macOS `admin` (gid 80), is held by ordinary users;
 - its owner is not root: the owner may chmod it writable at any time, so the write bit alone
@@ -35,7 +36,7 @@ import plistlib
 import re
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -213,13 +214,47 @@ def writable_reason(fact: PathFact) -> str | None:
     return None
 
 
-def first_writable(facts: Iterable[PathFact]) -> str | None:
-    """`path (reason)` of the first user-writable component in `facts` (the file first), or None."""
-    for fact in facts:
-        reason = writable_reason(fact)
-        if reason is not None:
-            return f"{fact.path} ({reason})"
+def first_writable(facts: Sequence[PathFact]) -> str | None:
+    """`path (reason)` of the first component through which a non-root user can replace what
+    loads at the path, or None. `facts` holds the file first, then directories (see pathfacts).
+
+    The question is who can change what the path resolves to: write on the file itself, or write on
+    the directory holding any component of the path, since that lets one rename the component
+    away and put another in its place. A sticky directory (such as /tmp) only lets a user rename
+    entries they own, so a root-owned entry in a root-owned sticky directory stays protected,
+    and with it everything below it (a root-owned 0700 directory in /tmp makes its files safe).
+    """
+    if not facts:
+        return None
+    by_path = {f.path: f for f in facts}
+    reason = writable_reason(facts[0])
+    if reason is not None:
+        return f"{facts[0].path} ({reason})"
+    parents: set[str] = set()
+    for child in facts:
+        parent = by_path.get(_parent(child.path))
+        if parent is None or parent.path == child.path:
+            continue
+        parents.add(parent.path)
+        reason = writable_reason(parent)
+        if reason is None:
+            continue
+        if _sticky(parent) and child.uid == 0 and parent.uid == 0:
+            continue  # only root may rename a root-owned entry of a root-owned sticky directory
+        return f"{parent.path} ({reason})"
+    for d in facts[1:]:  # a directory whose entry on the path is a symlink (not among the facts)
+        if d.path not in parents and (reason := writable_reason(d)) is not None and not _sticky(d):
+            return f"{d.path} ({reason})"
     return None
+
+
+def _parent(path: str) -> str:
+    cut = path.rstrip("/").rfind("/")
+    return "/" if cut <= 0 else path[:cut]
+
+
+def _sticky(fact: PathFact) -> bool:
+    return stat.S_ISDIR(fact.mode) and bool(fact.mode & stat.S_ISVTX)
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -232,7 +267,7 @@ DARWIN_NON_SYSTEM = ("/usr/local",)
 DARWIN_SHARED_CACHE_PREFIXES = ("/usr/lib", "/System/Library")
 #: Distribution library directories (multiarch triplet directories are below /lib and /usr/lib).
 LINUX_SYSTEM_PREFIXES = ("/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64",
-                         "/usr/libx32", "/usr/libexec")
+                         "/usr/libx32", "/usr/libexec", "/bin", "/sbin", "/usr/bin", "/usr/sbin")
 
 
 def is_system_path(path: str, platform: Platform, *, exists: bool, facts: Sequence[PathFact] = ()) -> bool:

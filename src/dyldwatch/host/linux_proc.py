@@ -24,6 +24,10 @@ MAX_MAPS_BYTES = 512 << 20
 _CHUNK = 1 << 20
 
 
+#: fcntl(2) F_GET_SEALS (F_LINUX_SPECIFIC_BASE + 10); seals that make a memfd immutable: WRITE, FUTURE_WRITE.
+F_GET_SEALS = 1034
+WRITE_SEALS = 0x0008 | 0x0010
+
 class ProcFS:
     """The /proc file system (the root is a parameter so tests and benches can count or redirect)."""
 
@@ -44,6 +48,21 @@ class ProcFS:
     def open_maps(self, pid: int) -> int:
         """Open /proc/PID/maps read-only (an fd); one place to hook for counting opens."""
         return os.open(f"{self.root}/{pid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+
+    def memfd_seals(self, pid: int, start: int, end: int) -> int | None:
+        """Seals of the file mapped at [start, end) (memfd_create(2) F_GET_SEALS), or None."""
+        import fcntl
+
+        try:
+            fd = os.open(f"{self.root}/{pid}/map_files/{start:x}-{end:x}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            return fcntl.fcntl(fd, F_GET_SEALS)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def read_maps(self, pid: int) -> str | None:
         """The maps text of one process, or None when it vanished or may not be read."""
@@ -94,6 +113,10 @@ class LinuxProcessReader:
         text = self.procfs.read_maps(pid)
         if text:
             yield from parse_regions(text, suspects_only)
+
+    def memfd_seals(self, pid: int, region: Region) -> int | None:
+        """F_GET_SEALS of the memfd behind a region (/proc/PID/map_files needs root), else None."""
+        return self.procfs.memfd_seals(pid, region.start, region.end)
 
     def image_regions(self, pid: int) -> Iterator[Region]:
         """Every mapping: the non-executable first mapping of an ELF holds its base address."""

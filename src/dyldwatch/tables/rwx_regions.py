@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
+from ..host.linux_proc import WRITE_SEALS
 from ..host.processes import ProcessReader, Region, finding_reason, process_reader
 from .base import BIGINT, INTEGER, PID_KEY, TEXT, Column, QueryContext, Row, Table
 
@@ -63,6 +64,9 @@ class RwxRegionsTable(Table):
         Column("inode", BIGINT, "Inode of the backing file (0 when anonymous)"),
         Column("device", BIGINT, "Device number of the backing file, as stat's st_dev"),
         Column("offset", BIGINT, "Offset of the region in the backing file"),
+        Column("sealed", INTEGER, "Linux memfd: 1 when sealed against writes (F_SEAL_WRITE/FUTURE_WRITE), "
+                                  "as launchers that re-execute an immutable copy of themselves make it "
+                                  "(runc, sandbox runtimes); 0 unsealed; NULL otherwise or unreadable"),
         Column(
             "reason",
             TEXT,
@@ -86,4 +90,8 @@ class RwxRegionsTable(Table):
             for region in reader.regions(pid, suspects_only=True):
                 reason = finding_reason(region)
                 if reason is not None:
-                    yield region_row(pid, region, reason)
+                    row = region_row(pid, region, reason)
+                    if region.region_type == "memfd" and hasattr(reader, "memfd_seals"):
+                        seals = reader.memfd_seals(pid, region)
+                        row["sealed"] = None if seals is None else int(bool(seals & WRITE_SEALS))
+                    yield row
