@@ -1,9 +1,10 @@
 """A stand-in for osqueryd's extension manager, speaking real Thrift over a UNIX socket.
 
 It plays osqueryd's side of an autoloaded extension: serves ExtensionManager on `<dir>/osquery.em`,
-accepts `registerExtension` and records the registry, hands out a uuid, answers the watcher's
-pings, and lets a test call the extension on `<socket>.<uuid>` exactly as osqueryd does. Stopping
-it closes the socket, which is how an extension sees osqueryd die.
+accepts `registerExtension` and records the registry, hands out a uuid, lists it in `extensions()`
+for the extension's watcher (until a test makes it `forget` the uuid), and lets a test call the
+extension on `<socket>.<uuid>` exactly as osqueryd does. Stopping it closes the socket, which is
+how an extension sees osqueryd die.
 """
 
 from __future__ import annotations

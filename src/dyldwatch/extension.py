@@ -288,3 +288,22 @@ def run_extension(socket_path: str, timeout: float, interval: float, verbose: bo
     except KeyboardInterrupt:
         return 0
     return runtime.exit_code  # serve returns once exit() woke it; exit() decided the code
+
+
+def extension_main(args: list[str]) -> int:
+    """`--socket S --timeout T --interval I [--verbose]` as osqueryd passes them, parsed without click.
+
+    The autoloaded path (`python -m dyldwatch extension`, the launcher, the artifact) imports only
+    what registration needs; click, the CLI and the pack tooling stay unloaded.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dyldwatch extension", description="dyldwatch osquery extension")
+    parser.add_argument("--socket", required=True, help="osqueryd's extension manager socket")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the manager socket")
+    parser.add_argument("--interval", type=float, default=3.0, help="seconds between checks that osqueryd lists us")
+    parser.add_argument("--verbose", action="store_true", help="log registration and every query to stderr")
+    parser.add_argument("--generate-budget", type=float, default=None,
+                        help="seconds one query may walk (default $DYLDWATCH_GENERATE_BUDGET or 60)")
+    ns, _unknown = parser.parse_known_args(args)  # tolerate flags newer osqueryd versions add
+    return run_extension(ns.socket, ns.timeout, ns.interval, ns.verbose, ns.generate_budget)

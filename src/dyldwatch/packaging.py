@@ -356,17 +356,9 @@ def artifact_main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["--list-tables"]:
         sys.exit(list_tables())
     if args and args[0].startswith("--socket"):
-        import argparse
+        from .extension import extension_main
 
-        parser = argparse.ArgumentParser(prog=ARTIFACT_NAME, description="dyldwatch osquery extension")
-        parser.add_argument("--socket", required=True)
-        parser.add_argument("--timeout", type=float, default=3.0)
-        parser.add_argument("--interval", type=float, default=3.0)
-        parser.add_argument("--verbose", action="store_true")
-        ns, _unknown = parser.parse_known_args(args)  # tolerate flags newer osqueryd versions add
-        from .extension import run_extension
-
-        sys.exit(run_extension(ns.socket, ns.timeout, ns.interval, ns.verbose))
+        sys.exit(extension_main(args))
     from .cli import main
 
     main(args, prog_name=ARTIFACT_NAME)
