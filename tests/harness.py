@@ -1,9 +1,10 @@
 """A stand-in for osqueryd's extension manager, speaking real Thrift over a UNIX socket.
 
 It plays osqueryd's side of an autoloaded extension: serves ExtensionManager on `<dir>/osquery.em`,
-accepts `registerExtension` and records the registry, hands out a uuid, answers the watcher's
-pings, and lets a test call the extension on `<socket>.<uuid>` exactly as osqueryd does. Stopping
-it closes the socket, which is how an extension sees osqueryd die.
+accepts `registerExtension` and records the registry, hands out a uuid, lists it in `extensions()`
+for the extension's watcher (until a test makes it `forget` the uuid), and lets a test call the
+extension on `<socket>.<uuid>` exactly as osqueryd does. Stopping it closes the socket, which is
+how an extension sees osqueryd die.
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ class FakeManagerHandler(ExtensionManager.Iface):
         return None
 
     def extensions(self) -> dict[int, Any]:
-        return {}
+        """Registered extensions by uuid, as osqueryd lists them (the SDK's watcher checks its own)."""
+        return {r.uuid: r.info for r in self.registrations}
+
+    def forget(self, uuid: int) -> None:
+        """osqueryd drops an extension from its list (its watcher gave up on it) but keeps running."""
+        self.registrations = [r for r in self.registrations if r.uuid != uuid]
 
     def options(self) -> dict[str, Any]:
         return {}
@@ -140,6 +146,13 @@ class FakeOsqueryd:
         raise TimeoutError("the extension did not register")
 
 
+class BytesBinaryProtocol(TBinaryProtocol.TBinaryProtocol):
+    """Writes a bytes value as is: osqueryd's strings are bytes and need not be UTF-8."""
+
+    def writeString(self, str_val: str | bytes) -> None:  # noqa: N802 (Thrift's name)
+        self.writeBinary(str_val if isinstance(str_val, bytes) else str_val.encode("utf-8"))
+
+
 class ExtensionConnection:
     """osqueryd's client to one extension's socket `<manager socket>.<uuid>`."""
 
@@ -152,7 +165,7 @@ class ExtensionConnection:
         sock = TSocket.TSocket(unix_socket=path)
         sock.setTimeout(120_000)
         self.transport = TTransport.TBufferedTransport(sock)
-        self.client = Extension.Client(TBinaryProtocol.TBinaryProtocol(self.transport))
+        self.client = Extension.Client(BytesBinaryProtocol(self.transport))
         while True:
             try:
                 self.transport.open()
@@ -168,8 +181,8 @@ class ExtensionConnection:
     def columns(self, table: str) -> ExtensionResponse:
         return self.client.call("table", table, {"action": "columns"})
 
-    def generate(self, table: str, context: Mapping[str, Any] | str) -> ExtensionResponse:
-        text = context if isinstance(context, str) else json.dumps(context)
+    def generate(self, table: str, context: Mapping[str, Any] | str | bytes) -> ExtensionResponse:
+        text = context if isinstance(context, str | bytes) else json.dumps(context)
         return self.client.call("table", table, {"action": "generate", "context": text})
 
     def close(self) -> None:
@@ -198,12 +211,13 @@ def extension_command(socket_path: str, *, timeout: float = 5, interval: float =
 
 
 @contextmanager
-def running_extension(tmp: str | os.PathLike[str], **kw: Any) -> Iterator[tuple[FakeOsqueryd, subprocess.Popen[bytes], ExtensionConnection]]:
+def running_extension(tmp: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, umask: int = -1,
+                      **kw: Any) -> Iterator[tuple[FakeOsqueryd, subprocess.Popen[bytes], ExtensionConnection]]:
     """A fake osqueryd, the extension autoloaded against it, and a connection to the extension."""
     manager = FakeOsqueryd(tmp)
-    env = dict(os.environ)
-    env.setdefault("PYTHONPATH", str(ROOT / "src"))
-    proc = subprocess.Popen(extension_command(manager.path, **kw), env=env,
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONPATH", str(ROOT / "src"))
+    proc = subprocess.Popen(extension_command(manager.path, **kw), env=full_env, umask=umask,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     conn = None
     try:

@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from dyldwatch.cli_packs import build
+from dyldwatch.deploy_layout import LAYOUTS, extensions_load_text, flags_text
 from dyldwatch.packs import load_packs, load_site
 from dyldwatch.packs_build import build as build_target
 from dyldwatch.packs_lint import session_for
@@ -36,10 +37,11 @@ def packs():
 
 def test_osquery_target(tmp_path: Path, packs) -> None:
     build_target(packs, "osquery", tmp_path)
-    conf = json.loads((tmp_path / "osquery.conf").read_text())
-    assert set(conf["packs"]) == {p.pack_name for p in packs}
-    assert "--extensions_require=dyldwatch" in (tmp_path / "osquery.flags").read_text()
-    assert (tmp_path / "extensions.load").read_text().strip().endswith("dyldwatch.ext")
+    for layout in LAYOUTS.values():  # per-platform places and flags, from the one layout module
+        conf = json.loads((tmp_path / layout.folder / "osquery.conf").read_text())
+        assert conf["packs"] == {p.pack_name: f"{layout.packs_dir}/{p.pack_name}.json" for p in packs}
+        assert (tmp_path / layout.folder / "osquery.flags").read_text() == flags_text(layout, config=True)
+        assert (tmp_path / layout.folder / "extensions.load").read_text() == extensions_load_text(layout)
     for p in packs:
         doc = json.loads((tmp_path / "packs" / f"{p.pack_name}.json").read_text())
         assert set(doc) == {"platform", "version", "discovery", "queries"}

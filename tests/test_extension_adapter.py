@@ -7,6 +7,7 @@ crosses a UNIX socket through osquery's generated Thrift client, exactly as osqu
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -27,12 +28,12 @@ class Numbers(Table):
     columns: ClassVar[tuple[Column, ...]] = (
         Column("n", INTEGER, "a number", INDEX),
         Column("label", TEXT, "its text", REQUIRED),
-        Column("missing", TEXT, "never set: NULL on the wire is the empty string"),
+        Column("missing", TEXT, "None for even n (NULL: the key is left out), '' for odd n (stays '')"),
     )
 
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         for n in ctx.equals_int("n") or [1, 2, 3]:
-            yield {"n": n, "label": f"#{n}", "flag": True}
+            yield {"n": n, "label": f"#{n}", "flag": True, "missing": None if n % 2 == 0 else ""}
 
 
 class Exploding(Table):
@@ -45,6 +46,18 @@ class Exploding(Table):
         raise RuntimeError("boom in generate")
 
 
+class Stalling(Table):
+    """A walk that finds nothing for a long time (yields no row the adapter could stop at)."""
+
+    name: ClassVar[str] = "stalling"
+    description: ClassVar[str] = "sleeps before its only row"
+    columns: ClassVar[tuple[Column, ...]] = (Column("path", TEXT, "a path", REQUIRED), Column("error", TEXT, "why"))
+
+    def generate(self, ctx: QueryContext) -> Iterator[Row]:
+        threading.Event().wait(3)
+        yield {"path": "/late"}
+
+
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[FakeOsqueryd, ExtensionRuntime, ExtensionConnection, list[int]]]:
     manager = FakeOsqueryd(tmp_path)
@@ -54,7 +67,8 @@ def served(tmp_path: Path) -> Iterator[tuple[FakeOsqueryd, ExtensionRuntime, Ext
     def terminate(code: int) -> None:
         exits.append(code)
 
-    runtime = ExtensionRuntime(manager.path, timeout=5, interval=0.2, tables=[Numbers, Exploding], terminate=terminate)
+    runtime = ExtensionRuntime(manager.path, timeout=5, interval=0.2, tables=[Numbers, Exploding, Stalling],
+                               terminate=terminate, budget=0.5)
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
     reg = manager.wait_registered()
@@ -78,11 +92,12 @@ def test_registry_carries_option_bits(served) -> None:
     assert manager.handler.registrations[0].info.name == "dyldwatch"
 
 
-def test_generator_rows_are_string_maps_with_every_column(served) -> None:
+def test_generator_rows_are_string_maps_none_is_a_missing_key(served) -> None:
+    """osquery's DynamicTableRow reads a missing key as NULL and '' as ''; undeclared keys are dropped."""
     _, _, conn, _ = served
-    resp = conn.generate("numbers", context(constraint("n", (2, "7"), (2, "9"), affinity="INTEGER")))
+    resp = conn.generate("numbers", context(constraint("n", (2, "7"), (2, "8"), affinity="INTEGER")))
     assert resp.status.code == 0
-    assert resp.response == [{"n": "7", "label": "#7", "missing": ""}, {"n": "9", "label": "#9", "missing": ""}]
+    assert resp.response == [{"n": "7", "label": "#7", "missing": ""}, {"n": "8", "label": "#8"}]
 
 
 def test_raising_generate_is_a_failed_status_and_the_extension_keeps_serving(served) -> None:
@@ -134,3 +149,14 @@ def test_accelerated_protocol_is_used_when_thrift_has_its_c_extension() -> None:
     from dyldwatch.extension import protocol_factory
 
     assert isinstance(protocol_factory(), TBinaryProtocolAcceleratedFactory)
+
+
+def test_budget_cuts_a_walk_that_yields_nothing(served) -> None:
+    _, _, conn, _ = served
+    started = time.monotonic()
+    resp = conn.generate("stalling", context(constraint("path", (65, "/data/%%"))))
+    assert time.monotonic() - started < 2.0
+    assert resp.status.code == 0
+    (row,) = resp.response
+    assert row["path"] == "/data/%%" and "walk cut after 0 rows" in row["error"] and "0.5s" in row["error"]
+    assert conn.generate("numbers", context()).status.code == 0  # the budget is per call

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dyldwatch.deploy_layout import LAYOUTS, extensions_load_text, flags_text
 from dyldwatch.packaging import (
     ARTIFACT_NAME,
     TARGETS,
@@ -141,13 +142,9 @@ def test_bundle_holds_configuration_packs_and_sums(artifacts: dict[str, Artifact
     for rel in ("osquery/linux/extensions.load", "osquery/macos/osquery.flags", "systemd/osqueryd.service",
                 "launchd/com.dyldwatch.osqueryd.plist", "fleet/agent-options.yml", "README.md", "SHA256SUMS"):
         assert (tmp_path / rel).is_file(), rel
-    flags = (tmp_path / "osquery/linux/osquery.flags").read_text()
-    assert "--extensions_require=dyldwatch" in flags and "--extensions_autoload=/etc/osquery/extensions.load" in flags
-    assert (tmp_path / "osquery/macos/extensions.load").read_text() == "/usr/local/osquery/extensions/dyldwatch.ext\n"
-    import plistlib
-
-    plist = plistlib.loads((tmp_path / "launchd/com.dyldwatch.osqueryd.plist").read_bytes())
-    assert "--extensions_require=dyldwatch" in plist["ProgramArguments"]
+    for layout in LAYOUTS.values():
+        assert (tmp_path / "osquery" / layout.folder / "osquery.flags").read_text() == flags_text(layout)
+        assert (tmp_path / "osquery" / layout.folder / "extensions.load").read_text() == extensions_load_text(layout)
     fleet = yaml.safe_load((tmp_path / "fleet/agent-options.yml").read_text())
     exts = fleet["spec"]["agent_options"]["extensions"]
     assert {e["platform"] for e in exts.values()} == {"macos", "linux"}

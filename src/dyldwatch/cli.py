@@ -145,13 +145,19 @@ def tables(names: tuple[str, ...], fmt: str) -> None:
 @click.option("--timeout", type=float, default=3.0, show_default=True,
               help="Seconds to wait for the manager socket to appear.")
 @click.option("--interval", type=float, default=3.0, show_default=True,
-              help="Seconds between pings of osqueryd; the extension exits when it stops answering.")
+              help="Seconds between checks that osqueryd still lists the extension; it exits when not.")
 @click.option("--verbose", is_flag=True, help="Log registration and every query to stderr.")
-def extension(socket_path: str, timeout: float, interval: float, verbose: bool) -> None:
-    """Serve the tables to osqueryd over Thrift (what extensions.load autoloads)."""
+@click.option("--generate-budget", type=float, default=None,
+              help="Seconds one query may walk before it is cut with an error row "
+                   "(default: $DYLDWATCH_GENERATE_BUDGET or 60; osquery gives up on a call after 300).")
+def extension(socket_path: str, timeout: float, interval: float, verbose: bool, generate_budget: float | None) -> None:
+    """Serve the tables to osqueryd over Thrift (what extensions.load autoloads).
+
+    `python -m dyldwatch extension` (the launcher) takes a shorter path with the same options.
+    """
     from .extension import run_extension
 
-    sys.exit(run_extension(socket_path, timeout, interval, verbose))
+    sys.exit(run_extension(socket_path, timeout, interval, verbose, generate_budget))
 
 
 def _add_optional_commands() -> None:

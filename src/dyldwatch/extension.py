@@ -8,6 +8,10 @@ plugin adapter ourselves, because the package's own adapter sends every column
 with `"op": "0"` (so osquery never enforces REQUIRED/INDEX), indexes rows as a list (generators
 fail), lets an exception in `generate` escape into the Thrift server, and raises on an unknown
 action. Here a failing `generate` becomes a failed ExtensionStatus and the extension keeps serving.
+
+The lifecycle follows osquery's C++ SDK (osquery/extensions/extensions.cpp): register, serve
+`<manager socket>.<uuid>` (owner-only, see ext_socket), and exit when osqueryd no longer lists our
+uuid in `extensions()` or stops answering, so that osqueryd's watcher can start a fresh one.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from typing import Any
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
-from . import __version__
+from . import __version__, ext_socket
+from .ext_adapter import DEFAULT_BUDGET, TablePluginAdapter, safe_text
 from .tables import all_tables
-from .tables.base import ContextError, QueryContext, Table, TableUsageError
+from .tables.base import Table
 
 log = logging.getLogger("dyldwatch.extension")
 
@@ -53,65 +58,28 @@ def protocol_factory() -> Any:
         return TBinaryProtocol.TBinaryProtocolFactory()
 
 
-def to_wire(value: Any) -> str:
-    """osquery rows are string maps: NULL is the empty string, booleans are 0/1."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+class SafeInputProtocol(TBinaryProtocol.TBinaryProtocol):
+    """Reads osqueryd's calls; bytes that are not UTF-8 become surrogates instead of failing the call.
+
+    The accelerated reader decodes strictly, so calls are read with this (they are small) and
+    answers written with the accelerated protocol (they are large).
+    """
+
+    def readString(self) -> str:  # noqa: N802 (Thrift's name)
+        return self.readBinary().decode("utf-8", "surrogateescape")
 
 
-def render_rows(table: type[Table], rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Rows with every declared column, as strings, in declaration order."""
-    names = table.column_names()
-    return [{n: to_wire(row.get(n)) for n in names} for row in rows]
-
-
-class TablePluginAdapter:
-    """Answers osquery's `columns` and `generate` calls for one table."""
-
-    def __init__(self, table: type[Table]) -> None:
-        self.table = table
-        self.instance = table()
-
-    def call(self, request: Mapping[str, str]) -> Any:
-        _, _, tt = _thrift()
-        action = request.get("action", "")
-        if action == "columns":
-            return tt.ExtensionResponse(status=tt.ExtensionStatus(code=0, message="OK"), response=self.table.routes())
-        if action == "generate":
-            started = time.monotonic()
-            try:
-                ctx = QueryContext.from_json(request.get("context"))
-                rows = render_rows(self.table, self.instance.generate(ctx))
-            except (ContextError, TableUsageError) as exc:
-                log.warning("%s: %s", self.table.name, exc)
-                return _failure(f"{self.table.name}: {exc}")
-            except Exception as exc:  # a bug must cost one query, never the extension
-                log.exception("%s: generate failed", self.table.name)
-                return _failure(f"{self.table.name}: internal error: {type(exc).__name__}: {exc}")
-            log.debug("%s: %d rows in %.3fs", self.table.name, len(rows), time.monotonic() - started)
-            return tt.ExtensionResponse(status=tt.ExtensionStatus(code=0, message="OK"), response=rows)
-        return _failure(f"{self.table.name}: unknown action {action!r}")
-
-
-def _failure(message: str) -> Any:
+def _response(code: int, message: str, rows: list[dict[str, str]]) -> Any:
     _, _, tt = _thrift()
-    return tt.ExtensionResponse(status=tt.ExtensionStatus(code=1, message=message), response=[])
+    return tt.ExtensionResponse(status=tt.ExtensionStatus(code=code, message=safe_text(message)[0]), response=rows)
 
 
 class ExtensionHandler:
     """The Extension service osqueryd calls on our socket: ping, call, shutdown."""
 
-    def __init__(self, tables: Iterable[type[Table]], on_shutdown: Any = None) -> None:
-        self.plugins = {t.name: TablePluginAdapter(t) for t in tables}
+    def __init__(self, tables: Iterable[type[Table]], on_shutdown: Any = None,
+                 budget: float = DEFAULT_BUDGET) -> None:
+        self.plugins = {t.name: TablePluginAdapter(t, budget) for t in tables}
         self.on_shutdown = on_shutdown
 
     def registry(self) -> dict[str, dict[str, list[dict[str, str]]]]:
@@ -124,11 +92,11 @@ class ExtensionHandler:
 
     def call(self, registry: str, item: str, request: Mapping[str, str]) -> Any:
         if registry != "table":
-            return _failure(f"dyldwatch serves only table plugins, not {registry!r}")
+            return _response(1, f"dyldwatch serves only table plugins, not {registry!r}", [])
         plugin = self.plugins.get(item)
         if plugin is None:
-            return _failure(f"dyldwatch has no table {item!r}")
-        return plugin.call(request or {})
+            return _response(1, f"dyldwatch has no table {item!r}", [])
+        return _response(*plugin.call(request or {}))
 
     def shutdown(self) -> None:
         log.info("shutdown requested by osquery")
@@ -157,22 +125,30 @@ def connect_manager(path: str, timeout: float) -> tuple[Any, Any]:
             time.sleep(0.2)
 
 
+#: osquery's watcher never checks more often than every 200 ms (osquery/extensions/extensions.cpp).
+MIN_INTERVAL = 0.2
+
+
 class ExtensionRuntime:
-    """Registers with osqueryd, serves our socket, and exits when osqueryd goes away."""
+    """Registers with osqueryd, serves our socket, and exits when osqueryd forgets us or goes away."""
 
     def __init__(self, socket_path: str, *, timeout: float = 3.0, interval: float = 3.0,
-                 tables: Iterable[type[Table]] | None = None, terminate: Any = None) -> None:
+                 tables: Iterable[type[Table]] | None = None, terminate: Any = None,
+                 budget: float = DEFAULT_BUDGET) -> None:
         self.socket_path = socket_path
         self.terminate = terminate or os._exit  # tests embedding a runtime pass their own
         self.timeout = timeout
-        self.interval = max(interval, 0.1)
-        self.handler = ExtensionHandler(tables if tables is not None else all_tables(), on_shutdown=self.exit)
+        self.interval = max(interval, MIN_INTERVAL)
+        self.handler = ExtensionHandler(tables if tables is not None else all_tables(), on_shutdown=self.exit,
+                                        budget=budget)
         self.uuid: int | None = None
         self.server_path: str | None = None
+        self.listener: Any = None
+        self.exit_code = 0
         self._exiting = threading.Event()
 
     def register(self) -> Any:
-        Extension, _, tt = _thrift()
+        _, _, tt = _thrift()
         transport, manager = connect_manager(self.socket_path, self.timeout)
         try:
             info = tt.InternalExtensionInfo(name=EXTENSION_NAME, version=__version__,
@@ -188,26 +164,51 @@ class ExtensionRuntime:
                  len(self.handler.plugins), self.server_path)
         return status
 
+    def check_registered(self, manager: Any) -> int | None:
+        """One watcher check: None while osqueryd lists our uuid, else the exit code.
+
+        Mirrors the C++ SDK's ExtensionWatcher with a uuid (osquery/extensions/extensions.cpp): a
+        failed `extensions()` status or a missing uuid exits 1; osqueryd unreachable exits 0.
+        """
+        try:
+            listed = manager.extensions()
+        except Exception as exc:
+            log.warning("osquery extension manager is gone (%s); exiting", exc)
+            return 0
+        if self.uuid not in (listed or {}):
+            log.error("osquery no longer lists extension %s; exiting so that osqueryd can start a fresh one",
+                      self.uuid)
+            return 1
+        return None
+
     def watch(self) -> None:
-        """Ping the manager every interval; when it stops answering, exit (osquery's watcher contract)."""
+        """Check every interval that osqueryd still lists us; exit when it does not (or is gone)."""
         transport, manager = None, None
         while not self._exiting.is_set():
+            if not os.path.exists(self.socket_path):
+                log.warning("osquery extension manager socket %s is gone; exiting", self.socket_path)
+                self.exit(0)
+                break
             try:
                 if manager is None:
                     transport, manager = connect_manager(self.socket_path, 0)
-                status = manager.ping()
-                if status.code != 0:
-                    raise ConnectionError(f"ping answered {status.code}: {status.message}")
-            except Exception as exc:
-                log.warning("osquery extension manager is gone (%s); exiting", exc)
+            except ConnectionError as exc:
+                log.warning("%s; exiting", exc)
                 self.exit(0)
-                return
+                break
+            code = self.check_registered(manager)
+            if code is not None:
+                self.exit(code)
+                break
             self._exiting.wait(self.interval)
         if transport is not None:
             transport.close()
 
     def exit(self, code: int) -> None:
         """Leave promptly: the Thrift server blocks in accept, so the process ends itself."""
+        if self._exiting.is_set():
+            return
+        self.exit_code = code
         self._exiting.set()
 
         def _later() -> None:
@@ -221,51 +222,46 @@ class ExtensionRuntime:
 
     def stop_serving(self) -> None:
         """Wake the accept loop (shutdown does on Linux and macOS; close alone does not)."""
-        sock = getattr(self, "server_socket", None)
-        handle = getattr(sock, "handle", None)
-        if handle is not None:
+        listener = self.listener
+        if listener is not None:
             with contextlib.suppress(OSError):
-                handle.shutdown(2)
-            sock.close()
+                listener.shutdown(2)
+            listener.close()
 
     def cleanup(self) -> None:
-        if self.server_path:
-            with contextlib.suppress(OSError):
-                os.unlink(self.server_path)
+        ext_socket.remove(self.server_path)
 
     def serve(self) -> None:
         """Register, then answer osqueryd on our socket until osqueryd goes away or asks us to stop."""
         Extension, _, _ = _thrift()
         self.register()
         assert self.server_path is not None
-        server_socket = TSocket.TServerSocket(unix_socket=self.server_path)
-        server_socket.listen()
-        self.server_socket = server_socket
+        self.listener = ext_socket.bind_private(self.server_path, self.socket_path)
         processor = Extension.Processor(self.handler)
         pfactory = protocol_factory()
         threading.Thread(target=self.watch, name="manager-watch", daemon=True).start()
         try:
             while not self._exiting.is_set():
                 try:
-                    client = server_socket.accept()
-                except (OSError, TTransport.TTransportException):
-                    if self._exiting.is_set() or server_socket.handle is None:
+                    conn, _ = self.listener.accept()
+                except OSError:
+                    if self._exiting.is_set():
                         break
                     raise
-                if client is None:
-                    break
-                threading.Thread(target=self._serve_client, args=(processor, pfactory, client), daemon=True).start()
+                threading.Thread(target=self._serve_client, args=(processor, pfactory, conn), daemon=True).start()
         finally:
             self.cleanup()
 
     @staticmethod
-    def _serve_client(processor: Any, pfactory: Any, client: Any) -> None:
+    def _serve_client(processor: Any, pfactory: Any, conn: Any) -> None:
         """One osqueryd connection: calls in order until it hangs up."""
+        client = TSocket.TSocket()
+        client.setHandle(conn)
         transport = TTransport.TBufferedTransport(client)
-        proto = pfactory.getProtocol(transport)
+        iproto, oproto = SafeInputProtocol(transport), pfactory.getProtocol(transport)
         try:
             while True:
-                processor.process(proto, proto)
+                processor.process(iproto, oproto)
         except (TTransport.TTransportException, EOFError, OSError):
             pass
         except Exception:  # a protocol error from a confused peer: drop that connection only
@@ -274,17 +270,40 @@ class ExtensionRuntime:
             transport.close()
 
 
-def run_extension(socket_path: str, timeout: float, interval: float, verbose: bool) -> int:
+def run_extension(socket_path: str, timeout: float, interval: float, verbose: bool,
+                  budget: float | None = None) -> int:
     """Entry point for `dyldwatch extension`: log to stderr (osquery collects it with --verbose)."""
+    from .ext_adapter import budget_from_env
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="dyldwatch[%(process)d] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("thrift").setLevel(logging.CRITICAL)
-    runtime = ExtensionRuntime(socket_path, timeout=timeout, interval=interval)
+    runtime = ExtensionRuntime(socket_path, timeout=timeout, interval=interval,
+                               budget=budget if budget else budget_from_env())
     try:
         runtime.serve()
-    except ConnectionError as exc:
+    except (ConnectionError, OSError) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:
         return 0
-    return 0
+    return runtime.exit_code  # serve returns once exit() woke it; exit() decided the code
+
+
+def extension_main(args: list[str]) -> int:
+    """`--socket S --timeout T --interval I [--verbose]` as osqueryd passes them, parsed without click.
+
+    The autoloaded path (`python -m dyldwatch extension`, the launcher, the artifact) imports only
+    what registration needs; click, the CLI and the pack tooling stay unloaded.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dyldwatch extension", description="dyldwatch osquery extension")
+    parser.add_argument("--socket", required=True, help="osqueryd's extension manager socket")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the manager socket")
+    parser.add_argument("--interval", type=float, default=3.0, help="seconds between checks that osqueryd lists us")
+    parser.add_argument("--verbose", action="store_true", help="log registration and every query to stderr")
+    parser.add_argument("--generate-budget", type=float, default=None,
+                        help="seconds one query may walk (default $DYLDWATCH_GENERATE_BUDGET or 60)")
+    ns, _unknown = parser.parse_known_args(args)  # tolerate flags newer osqueryd versions add
+    return run_extension(ns.socket, ns.timeout, ns.interval, ns.verbose, ns.generate_budget)

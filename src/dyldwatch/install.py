@@ -5,12 +5,9 @@ by nobody else (its "safe permissions" check), so we create every directory and 
 0755/0644, and refuse to put anything under a directory that group or others can write: a copy
 there could be swapped before osqueryd starts it.
 
-Conventional places (osquery's packages use these):
-  Linux: /etc/osquery/{osquery.flags,extensions.load}, /usr/local/osquery/extensions/dyldwatch.ext,
-         /etc/osquery/packs/dyldwatch.conf
-  macOS: /var/osquery/{osquery.flags,extensions.load}, /usr/local/osquery/extensions/dyldwatch.ext,
-         /var/osquery/packs/dyldwatch.conf
-With --prefix, every path is placed under PREFIX (a staging root for images and tests).
+The places and the flags come from deploy_layout (Linux: /etc/osquery/…, macOS: /var/osquery/…,
+the extension in /usr/local/osquery/extensions/). With --prefix, every path is placed under PREFIX
+(a staging root for images and tests).
 """
 
 from __future__ import annotations
@@ -18,52 +15,22 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXTENSION_DIR = "/usr/local/osquery/extensions"
-CONFIG_DIR = {"linux": "/etc/osquery", "darwin": "/var/osquery"}
+from . import deploy_layout
+from .deploy_layout import Layout, flags_text
 
 
 class InstallError(Exception):
     """Refused: the message says what is wrong, where, and how to fix it."""
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where osquery looks for each file on one platform (absolute, before any prefix)."""
-
-    system: str
-    config_dir: str
-    extension_dir: str = EXTENSION_DIR
-
-    @property
-    def extension(self) -> str:
-        return f"{self.extension_dir}/dyldwatch.ext"
-
-    @property
-    def extensions_load(self) -> str:
-        return f"{self.config_dir}/extensions.load"
-
-    @property
-    def flags(self) -> str:
-        return f"{self.config_dir}/osquery.flags"
-
-
 def layout_for(system: str | None = None) -> Layout:
-    system = system or ("darwin" if sys.platform == "darwin" else "linux")
-    if system not in CONFIG_DIR:
-        raise InstallError(f"no osquery layout for {system!r}; supported: {', '.join(CONFIG_DIR)}")
-    return Layout(system, CONFIG_DIR[system])
-
-
-def flags_text(layout: Layout) -> str:
-    """osquery.flags lines that autoload dyldwatch and wait for its tables before scheduling."""
-    return (f"--extensions_autoload={layout.extensions_load}\n"
-            "--extensions_timeout=10\n"
-            "--extensions_interval=3\n"
-            "--extensions_require=dyldwatch\n")
+    try:
+        return deploy_layout.layout_for(system)
+    except KeyError as exc:
+        raise InstallError(str(exc.args[0])) from exc
 
 
 @dataclass
@@ -118,7 +85,7 @@ def plan_install(artifact: Path, prefix: Path | None, system: str | None = None,
         return root / p.lstrip("/")
 
     plan = Plan()
-    ext_dir, cfg_dir = at(layout.extension_dir), at(layout.config_dir)
+    ext_dir, cfg_dir = at(layout.extension_dir), at(layout.home)
     for d in (ext_dir, cfg_dir):
         _check_dir_safe(d)
     for d in (ext_dir, cfg_dir):
@@ -135,7 +102,7 @@ def plan_install(artifact: Path, prefix: Path | None, system: str | None = None,
     if missing:
         plan.actions.append(("append", flags, 0o644, ("\n".join(missing) + "\n").encode()))
     if packs_conf is not None:
-        plan.actions.append(("write", at(f"{layout.config_dir}/packs/dyldwatch.conf"), 0o644, packs_conf))
+        plan.actions.append(("write", at(f"{layout.packs_dir}/dyldwatch.conf"), 0o644, packs_conf))
     for _, path, _, _ in plan.actions:
         if path.is_symlink():
             raise InstallError(f"{path} is a symbolic link; osquery's files must be real files. Remove it first.")

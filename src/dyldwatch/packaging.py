@@ -359,17 +359,9 @@ def artifact_main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["--list-tables"]:
         sys.exit(list_tables())
     if args and args[0].startswith("--socket"):
-        import argparse
+        from .extension import extension_main
 
-        parser = argparse.ArgumentParser(prog=ARTIFACT_NAME, description="dyldwatch osquery extension")
-        parser.add_argument("--socket", required=True)
-        parser.add_argument("--timeout", type=float, default=3.0)
-        parser.add_argument("--interval", type=float, default=3.0)
-        parser.add_argument("--verbose", action="store_true")
-        ns, _unknown = parser.parse_known_args(args)  # tolerate flags newer osqueryd versions add
-        from .extension import run_extension
-
-        sys.exit(run_extension(ns.socket, ns.timeout, ns.interval, ns.verbose))
+        sys.exit(extension_main(args))
     from .cli import main
 
     main(args, prog_name=ARTIFACT_NAME)
@@ -447,7 +439,7 @@ Check on a host: `SELECT name, version FROM osquery_extensions;` lists `dyldwatc
 def write_bundle(out_dir: Path, artifacts: Sequence[Artifact], *, progress: Progress = _stderr) -> list[Path]:
     """Write configuration, packs and README beside the built artifacts (the operator's one folder)."""
     from . import __version__
-    from .install import flags_text, layout_for
+    from .deploy_layout import LAYOUTS, extensions_load_text, flags_text
 
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -459,10 +451,9 @@ def write_bundle(out_dir: Path, artifacts: Sequence[Artifact], *, progress: Prog
         written.append(p)
 
     progress("bundle: osquery, launchd, systemd and Fleet configuration")
-    for system, folder in (("linux", "linux"), ("darwin", "macos")):
-        layout = layout_for(system)
-        put(f"osquery/{folder}/extensions.load", layout.extension + "\n")
-        put(f"osquery/{folder}/osquery.flags", flags_text(layout))
+    for layout in LAYOUTS.values():
+        put(f"osquery/{layout.folder}/extensions.load", extensions_load_text(layout))
+        put(f"osquery/{layout.folder}/osquery.flags", flags_text(layout))
     ext = extension_dir()
     for rel, src in (("launchd/com.dyldwatch.osqueryd.plist", "com.dyldwatch.osqueryd.plist"),
                      ("systemd/osqueryd.service", "osqueryd.service"),

@@ -13,13 +13,11 @@ from typing import Any
 
 import yaml
 
+from .deploy_layout import LAYOUTS, extensions_load_text, flags_text
 from .packs import Pack, Query
 from .sql.facts import OUR_TABLES
 
 TARGETS = ("osquery", "fleetctl", "fleet-gitops")
-#: Where the osquery config snippet expects the pack files on hosts.
-PACK_INSTALL_DIR = "/etc/osquery/packs"
-EXTENSION_PATH = "/usr/local/osquery/extensions/dyldwatch.ext"
 #: Fleet's built-in platform labels, for fleetctl pack targets.
 FLEET_LABELS = {"darwin": "macOS", "linux": "All Linux"}
 
@@ -60,20 +58,9 @@ def osquery_pack(pack: Pack, sites: Sites | None = None) -> dict[str, Any]:
             "queries": queries}
 
 
-def osquery_config(packs: list[Pack], install_dir: str = PACK_INSTALL_DIR) -> dict[str, Any]:
+def osquery_config(packs: list[Pack], install_dir: str) -> dict[str, Any]:
     """Config snippet that references the pack files (merge into osquery.conf)."""
     return {"packs": {p.pack_name: f"{install_dir}/{p.pack_name}.json" for p in packs}}
-
-
-def osquery_flags(config_path: str = "/etc/osquery/osquery.conf") -> str:
-    return "\n".join([
-        f"--config_path={config_path}",
-        "--extensions_autoload=/etc/osquery/extensions.load",
-        "--extensions_timeout=10",
-        "--extensions_interval=3",
-        "--extensions_require=dyldwatch",
-        "",
-    ])
 
 
 def fleetctl_docs(pack: Pack, sites: Sites | None = None) -> list[dict[str, Any]]:
@@ -136,9 +123,11 @@ def build(packs: list[Pack], target: str, out_dir: str | Path, sites: Sites | No
     if target == "osquery":
         for p in packs:
             write(f"packs/{p.pack_name}.json", json.dumps(osquery_pack(p, sites), indent=2) + "\n")
-        write("osquery.conf", json.dumps(osquery_config(packs), indent=2) + "\n")
-        write("osquery.flags", osquery_flags())
-        write("extensions.load", EXTENSION_PATH + "\n")
+        for layout in LAYOUTS.values():  # osquery's places differ per platform (deploy_layout)
+            conf = osquery_config(packs, layout.packs_dir)
+            write(f"{layout.folder}/osquery.conf", json.dumps(conf, indent=2) + "\n")
+            write(f"{layout.folder}/osquery.flags", flags_text(layout, config=True))
+            write(f"{layout.folder}/extensions.load", extensions_load_text(layout))
     elif target == "fleetctl":
         for p in packs:
             write(f"{p.pack_name}.yml", "---\n".join(dump_yaml(d) for d in fleetctl_docs(p, sites)))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..host.files import FileSource
-from ..macho import MachOError, MachOSlice, analyze_slice
-from ..macho.codesign import CodeSignature, CodeSignatureError, parse_code_signature
 from .base import BIGINT, DIRECTORY_KEY, DOUBLE, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
+
+if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..macho import MachOSlice
+    from ..macho.codesign import CodeSignature
 
 
 def _json(value: object) -> str | None:
@@ -26,6 +28,8 @@ def _json(value: object) -> str | None:
 
 def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
     """Signing columns from a SuperBlob (or its absence), and a parse problem if any."""
+    from ..macho.codesign import CodeSignatureError, parse_code_signature
+
     if blob is None:
         return {"signed": 0, "signature_type": "none"}, None
     try:
@@ -46,6 +50,8 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
 
 
 def slice_row(src: FileSource, sl: MachOSlice) -> Row:
+    from ..macho import MachOError, analyze_slice
+
     path = src.path
     row: Row = {
         "path": path,

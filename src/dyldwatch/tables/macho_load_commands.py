@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 
 from ..host.files import FileSource
-from ..macho import MachOSlice, in_shared_cache_path, resolve_install_name
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
+
+if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..macho import MachOSlice
 
 DYLIB_COMMANDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
@@ -86,6 +88,8 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
     want_resolution = any(ctx.uses(c) for c in _RESOLVED)
     if not (want_details or want_resolution):
         return None
+    from ..macho import in_shared_cache_path, resolve_install_name
+
     known: dict[str, bool] = {}
 
     def exists(path: str) -> bool:

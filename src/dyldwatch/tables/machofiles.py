@@ -11,12 +11,15 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
 from ..host.paths import PathRequest, expand_paths, has_path_constraint
-from ..macho import MachOError, MachOSlice, read_load_commands, read_slices
 from .base import QueryContext, Row, error_row
+
+if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..macho import MachOSlice
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ class ParsedFile:
 
 def parse_file(src: FileSource) -> ParsedFile:
     """Slices and load commands of an open file; a malformed file yields what parsed plus an error."""
+    from ..macho import MachOError, read_load_commands, read_slices
+
     slices: list[MachOSlice] = []
     try:
         refs = read_slices(src)
@@ -100,6 +105,8 @@ class MachOScanner:
                     yield finish(row)
 
     def _rows(self, req: PathRequest) -> tuple[Row, ...]:
+        from ..macho import MachOError
+
         try:
             st: os.stat_result | None = os.stat(req.path)
         except (OSError, ValueError):
