@@ -152,3 +152,10 @@ def test_one_shared_cache_list() -> None:
 
     assert tuple(p.rstrip("/") for p in SHARED_CACHE_PREFIXES) == DARWIN_SHARED_CACHE_PREFIXES
     assert is_system_path("/System/DriverKit/usr/lib/libc++.dylib", "darwin", exists=False)
+
+
+def test_shared_cache_path_gets_no_fallback() -> None:
+    r = resolve_dylib("/usr/lib/libSystem.B.dylib", loader_path=APP, rpaths=[], exists=on_disk(), fallbacks=True)
+    assert r.planting == () and [c.via for c in r.candidates] == ["absolute"]
+    missing = resolve_dylib("/opt/x/libq.dylib", loader_path=APP, rpaths=[], exists=on_disk(), fallbacks=True)
+    assert [c.path for c in missing.candidates][1:] == ["/usr/local/lib/libq.dylib", "/usr/lib/libq.dylib"]

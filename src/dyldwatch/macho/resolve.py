@@ -230,7 +230,10 @@ def resolve_dylib(
         if c.via != "relative_rpath" and exists(c.path):
             found = c
             break
-    if found is None and fallbacks:
+    # dyld tries the raw path "including in the shared cache" before any fallback
+    # (dyld/DyldProcessConfig.cpp forEachPathVariant): a cache-eligible path ends the search there.
+    in_cache = found is None and any(c.via != "relative_rpath" and in_shared_cache_path(c.path) for c in candidates)
+    if found is None and fallbacks and not in_cache:
         extra = [c for c in fallback_candidates(name) if c.path not in {x.path for x in candidates}]
         if extra:
             planting.append("pre-2022-SDK binary: a missing dylib is looked for in "
