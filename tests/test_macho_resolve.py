@@ -95,3 +95,67 @@ def test_rpath_candidates_dedupe_and_normalise() -> None:
 ])
 def test_in_shared_cache_path(path: str, expected: bool) -> None:
     assert in_shared_cache_path(path) is expected
+
+
+# --- dyld's rules beyond the file's own LC_RPATHs ------------------------------------------------
+
+from dyldwatch.macho.resolve import fallback_candidates, needs_fallbacks, physical_path, resolve_dylib  # noqa: E402
+
+
+def test_physical_path_applies_dotdot_after_the_symlink() -> None:
+    links = {"/a/link": "/srv/real/deep"}
+    assert physical_path("/a/link/../x.dylib", lambda p: links.get(p, p)) == "/srv/real/x.dylib"
+    assert physical_path("/a/link/../x.dylib") == "/a/x.dylib"  # lexical without a realpath
+
+
+def test_rpath_stack_order_and_source() -> None:
+    exists = on_disk("/main/lib/libq.dylib", "/mid/lib/libq.dylib")
+    r = resolve_dylib("@rpath/libq.dylib", loader_path="/leaf/l.dylib", rpaths=["/leaf/none"], exists=exists,
+                      executable_path="/main/exe",
+                      rpath_stack=[("/mid/m.dylib", ["@loader_path/lib"]), ("/main/exe", ["@executable_path/lib"])])
+    assert (r.path, r.exists, r.source) == ("/mid/lib/libq.dylib", True, "/mid/m.dylib")
+    assert exists.seen == ["/leaf/none/libq.dylib", "/mid/lib/libq.dylib"]
+
+
+def test_executable_path_chops_leading_dotdot_like_dyld() -> None:
+    r = resolve_dylib("@executable_path/../../Frameworks/F", loader_path=APP, rpaths=[], exists=on_disk(),
+                      realpath=lambda p: "/elsewhere")
+    assert r.path == "/Applications/App.app/Frameworks/F"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("/opt/x/libz.1.dylib", ["/usr/local/lib/libz.1.dylib", "/usr/lib/libz.1.dylib"]),
+    ("@rpath/Foo.framework/Versions/A/Foo", ["/Library/Frameworks/Foo.framework/Versions/A/Foo",
+                                              "/System/Library/Frameworks/Foo.framework/Versions/A/Foo"]),
+])
+def test_fallback_candidates(name: str, expected: list[str]) -> None:
+    assert [c.path for c in fallback_candidates(name)] == expected
+
+
+@pytest.mark.parametrize(("sdk", "platform", "expected"), [
+    ("13.3.0", "macos", True), ("14.0.0", "macos", False), (None, None, True), ("12.0.0", "ios", False)])
+def test_needs_fallbacks(sdk: str | None, platform: str | None, expected: bool) -> None:
+    assert needs_fallbacks(sdk, platform) is expected
+
+
+@pytest.mark.parametrize("path", [
+    "/System/DriverKit/usr/lib/libc++.dylib", "/Library/Apple/usr/lib/libx.dylib",
+    "/System/Cryptexes/OS/System/Library/Frameworks/WebKit.framework/WebKit",
+    "/System/iOSSupport/usr/lib/swift/libswiftUIKit.dylib"])
+def test_dyld_shared_cache_prefixes(path: str) -> None:
+    assert in_shared_cache_path(path)
+
+
+def test_one_shared_cache_list() -> None:
+    from dyldwatch.macho.resolve import SHARED_CACHE_PREFIXES
+    from dyldwatch.provenance import DARWIN_SHARED_CACHE_PREFIXES, is_system_path
+
+    assert tuple(p.rstrip("/") for p in SHARED_CACHE_PREFIXES) == DARWIN_SHARED_CACHE_PREFIXES
+    assert is_system_path("/System/DriverKit/usr/lib/libc++.dylib", "darwin", exists=False)
+
+
+def test_shared_cache_path_gets_no_fallback() -> None:
+    r = resolve_dylib("/usr/lib/libSystem.B.dylib", loader_path=APP, rpaths=[], exists=on_disk(), fallbacks=True)
+    assert r.planting == () and [c.via for c in r.candidates] == ["absolute"]
+    missing = resolve_dylib("/opt/x/libq.dylib", loader_path=APP, rpaths=[], exists=on_disk(), fallbacks=True)
+    assert [c.path for c in missing.candidates][1:] == ["/usr/local/lib/libq.dylib", "/usr/lib/libq.dylib"]

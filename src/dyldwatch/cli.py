@@ -160,6 +160,24 @@ def extension(socket_path: str, timeout: float, interval: float, verbose: bool, 
     sys.exit(run_extension(socket_path, timeout, interval, verbose, generate_budget))
 
 
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, json for machines.")
+def selfcheck(fmt: str) -> None:
+    """Compare dyldwatch's readers with the platform's own tools; exit 1 on any disagreement.
+
+    On macOS (best as root): region walks vs vmmap, flavor 22 vs flavor 8, macho_info vs codesign,
+    load commands vs otool, @rpath resolution vs DYLD_PRINT_SEARCHING, quarantine and provenance vs
+    xattr. On Linux: /proc maps vs rwx_regions and process_images, statx btime, xdg xattrs.
+    """
+    from .selfcheck import exit_code, run_checks
+
+    results = list(run_checks())
+    render(["check", "platform", "status", "detail"], ([r.check, r.platform, r.status, r.detail] for r in results),
+           fmt, title="dyldwatch selfcheck")
+    sys.exit(exit_code(results))
+
+
 def _add_optional_commands() -> None:
     """Commands that live beside the core: packs (lint, build, validate, snapshot) and deployment
     (package, install, docs). They import nothing until the group is built."""

@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .macho.resolve import SHARED_CACHE_PREFIXES
+
 Platform = Literal["darwin", "linux"]
 
 QUARANTINE_XATTR = "com.apple.quarantine"
@@ -263,8 +265,9 @@ def _under(path: str, prefix: str) -> bool:
 
 DARWIN_SYSTEM_PREFIXES = ("/System", "/usr", "/bin", "/sbin", "/Library/Apple")
 DARWIN_NON_SYSTEM = ("/usr/local",)
-#: Since macOS 11 system libraries under these live only in the dyld shared cache, not on disk.
-DARWIN_SHARED_CACHE_PREFIXES = ("/usr/lib", "/System/Library")
+#: Since macOS 11 system libraries under these live only in the dyld shared cache, not on disk
+#: (the one list, from dyld's rules, kept with the resolver).
+DARWIN_SHARED_CACHE_PREFIXES = tuple(p.rstrip("/") for p in SHARED_CACHE_PREFIXES)
 #: Distribution library directories (multiarch triplet directories are below /lib and /usr/lib).
 LINUX_SYSTEM_PREFIXES = ("/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64",
                          "/usr/libx32", "/usr/libexec", "/bin", "/sbin", "/usr/bin", "/usr/sbin")

@@ -115,7 +115,8 @@ def load_command_rows(ctx: QueryContext, root: str = "") -> Iterator[Row]:
             resolved, found = resolve_install_name(
                 name, executable_path=strip_root(exe, root), loader_path=strip_root(loader, root),
                 rpaths=list(rpaths), exists=exists)
-            out.update(resolved_path=resolved, resolved_exists=1 if found else 0,
+            real = strip_root(os.path.realpath(root + resolved if root else resolved), root) if found else None
+            out.update(resolved_path=resolved, resolved_exists=1 if found else 0, resolved_realpath=real,
                        in_shared_cache=1 if (resolved and not found and in_shared_cache_path(resolved)) else 0)
         yield out
 

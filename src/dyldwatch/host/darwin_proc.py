@@ -3,7 +3,15 @@
 PROC_PIDREGIONPATHINFO needs root (or the same uid) but no task port, so it also reads hardened
 and SIP-protected processes that task_for_pid-based tools (osquery's process_memory_map) cannot.
 Each call returns the region containing `addr` or the next one after it; the walk continues at
-`pri_address + pri_size` until the kernel answers EINVAL (end of the map).
+`pri_address + pri_size` until the kernel answers EINVAL (end of the map). PROC_PIDREGIONPATHINFO2
+also answers EINVAL when the next vnode region's vnode cannot be taken (xnu bsd/kern/proc_info.c
+proc_pidregionpathinfo2), so there an EINVAL is confirmed with PROC_PIDREGIONPATHINFO before the
+walk ends.
+
+Only regions whose bottom VM object is paged by the vnode pager carry a path (xnu
+osfmk/vm/bsd_vm.c fill_vnodeinfoforaddr). Encrypted text (apple_protect pager) and dyld-pager
+mappings come back pathless; `attribute_pager_regions` gives them back to their image instead of
+calling them anonymous memory.
 
 The ctypes layouts below follow the public xnu header bsd/sys/proc_info.h; natural alignment
 gives the same sizes on x86_64 and arm64 (tests assert 96/136/152/1176/1272 bytes).
@@ -14,8 +22,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .processes import MAX_PID, Region
@@ -65,7 +73,7 @@ VM_TAG_NAMES: dict[int, str] = {
     106: "CM_HLS", 230: "ROSETTA", 231: "ROSETTA_THREAD_CONTEXT", 232: "ROSETTA_INDIRECT_BRANCH_MAP",
     233: "ROSETTA_RETURN_STACK", 234: "ROSETTA_EXECUTABLE_HEAP", 235: "ROSETTA_USER_LDT", 236: "ROSETTA_ARENA",
     239: "ROSETTA_10",
-}  # fmt: skip
+}  # fmt: skip  -- exactly the VM_MEMORY_* values of xnu osfmk/mach/vm_statistics.h
 VM_TAG_JIT = 64
 VM_TAGS_ROSETTA = range(230, 240)
 VM_TAGS_HEAP = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 61})
@@ -76,9 +84,7 @@ def user_tag_name(tag: int) -> str:
     """The VM_MEMORY_* name of a user tag ("" for 0 or an unassigned tag)."""
     if tag in VM_TAG_NAMES:
         return "VM_MEMORY_" + VM_TAG_NAMES[tag]
-    if tag in VM_TAGS_ROSETTA:
-        return f"VM_MEMORY_ROSETTA_{tag - 229}"
-    if 240 <= tag <= 255:
+    if 240 <= tag <= 255:  # VM_MEMORY_APPLICATION_SPECIFIC_1 .. _16
         return f"VM_MEMORY_APPLICATION_SPECIFIC_{tag - 239}"
     return ""
 
@@ -167,7 +173,13 @@ REGION_INFO_SIZE = ctypes.sizeof(ProcRegionWithPathInfo)
 
 @dataclass(frozen=True, slots=True)
 class DarwinRegion:
-    """The fields of one proc_regionwithpathinfo that the tables use, decoded."""
+    """The fields of one proc_regionwithpathinfo that the tables use, decoded.
+
+    `offset` is pri_offset: the offset into the region's top VM object (xnu osfmk/vm/bsd_vm.c
+    fill_procregioninfo, VME_OFFSET). It equals the file offset only while no copy-on-write
+    shadow sits on top; after one it is the offset into the shadow, often 0.
+    `pager` is set by attribute_pager_regions for a pathless mapping given back to its image.
+    """
 
     address: int
     size: int
@@ -181,6 +193,7 @@ class DarwinRegion:
     device: int
     inode: int
     nlink: int
+    pager: str = ""
 
     @classmethod
     def decode(cls, info: ProcRegionWithPathInfo) -> DarwinRegion:
@@ -206,7 +219,9 @@ def to_region(r: DarwinRegion) -> Region:
     vnode = bool(r.path) or bool(r.inode)
     submap = bool(r.flags & PROC_REGION_SUBMAP)
     deleted = vnode and r.nlink == 0
-    if submap:
+    if r.pager:
+        region_type = r.pager
+    elif submap:
         region_type = "submap"
     elif vnode:
         region_type = "deleted" if deleted else "file"
@@ -227,9 +242,9 @@ def to_region(r: DarwinRegion) -> Region:
         start=r.address,
         end=r.address + r.size,
         permissions=prot_string(r.protection) + ("s" if shared else "p"),
-        path=r.path if vnode else "",
+        path=r.path if vnode or r.pager else "",
         region_type=region_type,
-        anonymous=not vnode and not submap,
+        anonymous=not vnode and not submap and not r.pager,
         inode=r.inode if vnode else 0,
         device=r.device if vnode else 0,
         offset=r.offset,
@@ -286,12 +301,48 @@ class RegionWalkError(OSError):
     """proc_pidinfo failed for a reason other than reaching the end of the map."""
 
 
-def walk_regions(lib: LibProc, pid: int, flavor: int = PROC_PIDREGIONPATHINFO) -> Iterator[DarwinRegion]:
+class PidListError(OSError):
+    """proc_listallpids failed: no answer is not the same as no processes."""
+
+
+def _resume_after_einval(lib: LibProc, pid: int, cursor: int) -> tuple[int, DarwinRegion | None] | None:
+    """Where a flavor-22 walk that got EINVAL at `cursor` can go on, or None at the true end of the map.
+
+    Flavor 8 returns every region, with no path when the vnode cannot be taken (xnu
+    bsd/kern/proc_info.c proc_pidregionpathinfo), so the regions after `cursor` are listed with
+    it; after each pathless, untagged one (the kind an unavailable vnode looks like) flavor 22 is
+    asked again. An answer there means the map goes on: the region just passed is returned as
+    the one skipped.
+    """
+    info = ProcRegionWithPathInfo()
+    probe = ProcRegionWithPathInfo()
+    buffer, probe_buffer = ctypes.addressof(info), ctypes.addressof(probe)
+    for _ in range(MAX_REGIONS):
+        if lib.proc_pidinfo(pid, PROC_PIDREGIONPATHINFO, cursor, buffer, REGION_INFO_SIZE) < REGION_INFO_SIZE:
+            return None
+        region = DarwinRegion.decode(info)
+        nxt = region.address + region.size if region.size else region.address + 1
+        if nxt <= cursor:
+            return None
+        if region.path:  # the vnode is available again: resume right there
+            return region.address, None
+        if region.size and not region.user_tag and not region.flags & PROC_REGION_SUBMAP:
+            got = lib.proc_pidinfo(pid, PROC_PIDREGIONPATHINFO2, nxt, probe_buffer, REGION_INFO_SIZE)
+            if got >= REGION_INFO_SIZE:
+                return nxt, region
+        cursor = nxt
+    return None
+
+
+def walk_regions(lib: LibProc, pid: int, flavor: int = PROC_PIDREGIONPATHINFO,
+                 skipped: list[DarwinRegion] | None = None) -> Iterator[DarwinRegion]:
     """Every region of `pid` in address order; raise RegionWalkError (ESRCH, EPERM, ...) on failure.
 
     The walk stops at EINVAL (end of map), at an answer that does not move the cursor forward (a
     kernel or fake bug must not loop forever), and after MAX_REGIONS. A zero-size region is
     skipped and the cursor moves one byte past it, which the kernel's lookup rounds to the next entry.
+    For flavor 22 an EINVAL that is not the end of the map (a vnode that could not be taken) skips
+    that region, logs it and appends it to `skipped`, and the walk goes on.
     """
     info = ProcRegionWithPathInfo()
     buffer = ctypes.addressof(info)
@@ -301,7 +352,19 @@ def walk_regions(lib: LibProc, pid: int, flavor: int = PROC_PIDREGIONPATHINFO) -
         if got <= 0:
             err = lib.errno()
             if err in (0, errno.EINVAL):
-                return
+                if flavor != PROC_PIDREGIONPATHINFO2:
+                    return
+                resume = _resume_after_einval(lib, pid, cursor)
+                if resume is None:
+                    return
+                if resume[0] <= cursor:  # flavor 8 sees a path where flavor 22 did not: do not spin
+                    return
+                cursor, gap = resume
+                if gap is not None:
+                    log.info("pid %d: vnode of the region at 0x%x could not be taken; skipped", pid, gap.address)
+                    if skipped is not None:
+                        skipped.append(gap)
+                continue
             raise RegionWalkError(err, f"proc_pidinfo(pid {pid}, flavor {flavor}, 0x{cursor:x})")
         if got < REGION_INFO_SIZE:
             raise RegionWalkError(errno.EIO, f"proc_pidinfo(pid {pid}) returned {got} of {REGION_INFO_SIZE} bytes")
@@ -317,43 +380,112 @@ def walk_regions(lib: LibProc, pid: int, flavor: int = PROC_PIDREGIONPATHINFO) -
 
 
 def list_pids(lib: LibProc) -> list[int]:
-    """Every pid now (proc_listallpids, retried with a larger buffer while it may be truncated)."""
-    count = max(lib.proc_listallpids(None, 0), 0) + 64
+    """Every pid now (proc_listallpids, retried with a larger buffer while it may be truncated).
+
+    Raises PidListError when libproc fails, so a failure never reads as "no processes".
+    """
+    first = lib.proc_listallpids(None, 0)
+    if first < 0:
+        raise PidListError(lib.errno(), "proc_listallpids(NULL, 0)")
+    count = first + 64
     for _ in range(8):
         arr = (ctypes.c_int * count)()
         n = lib.proc_listallpids(ctypes.addressof(arr), ctypes.sizeof(arr))
         if n < 0:
-            log.warning("proc_listallpids failed: errno %d", lib.errno())
-            return []
+            raise PidListError(lib.errno(), "proc_listallpids")
         if n < count:
             return sorted({p for p in arr[:n] if p > 0})
         count *= 2
     return sorted({p for p in arr[:count] if p > 0})
 
 
+#: (absolute file start, end) of every encrypted range of a Mach-O file (cryptid != 0), all slices.
+EncryptedRanges = Callable[[str], Sequence[tuple[int, int]]]
+_PAGE = 0x4000
+
+
+def encrypted_ranges(path: str) -> list[tuple[int, int]]:
+    """The LC_ENCRYPTION_INFO(_64) ranges with a non-zero cryptid in the file at `path` (file offsets)."""
+    from ..macho import MachOError, read_load_commands, read_slices
+    from ..macho import constants as C
+    from .files import FileProblem, FileSource
+
+    out: list[tuple[int, int]] = []
+    try:
+        with FileSource(path, max_size=2 << 30) as src:
+            for ref in read_slices(src):
+                for c in read_load_commands(src, ref).commands:
+                    if c.cmd in (C.LC_ENCRYPTION_INFO, C.LC_ENCRYPTION_INFO_64) and c.data and c.data["cryptid"]:
+                        start = ref.offset + c.data["cryptoff"]
+                        out.append((start, start + c.data["cryptsize"]))
+    except (FileProblem, MachOError, OSError, ValueError):
+        return []
+    return out
+
+
+def attribute_pager_regions(regions: Sequence[DarwinRegion], encrypted: EncryptedRanges) -> list[DarwinRegion]:
+    """Give pathless pager mappings back to their image (see the module docstring).
+
+    An executable pathless region is encrypted text only when it lies inside the span of a
+    vnode-backed image (after its first mapping, before the next other mapping) at the file
+    offset of that image's LC_ENCRYPTION_INFO range: then it becomes region_type "protected"
+    with the image's path. A non-executable pathless region between two mappings of one image is
+    a dyld-pager mapping ("pager"). Anything else is left alone, so executable anonymous memory
+    next to an image is still a finding.
+    """
+    out = list(regions)
+    images: dict[str, tuple[int, int]] = {}  # path -> (address, offset) of its lowest mapping
+    for r in out:
+        if r.path and r.path not in images:
+            images[r.path] = (r.address, r.offset)
+    cache: dict[str, Sequence[tuple[int, int]]] = {}
+    for i, r in enumerate(out):
+        if r.path or r.inode or r.user_tag or r.flags & PROC_REGION_SUBMAP or i == 0:
+            continue
+        prev = out[i - 1]
+        if not prev.path or prev.address + prev.size != r.address:
+            continue
+        base, base_off = images[prev.path]
+        if r.protection & VM_PROT_EXECUTE:
+            if prev.path not in cache:
+                cache[prev.path] = encrypted(prev.path)
+            file_off = base_off + (r.address - base)
+            end = file_off + r.size
+            if any(s - s % _PAGE <= file_off and end <= -(-e // _PAGE) * _PAGE for s, e in cache[prev.path]):
+                out[i] = replace(r, path=prev.path, pager="protected")
+        elif i + 1 < len(out) and out[i + 1].path == prev.path and out[i + 1].address == r.address + r.size:
+            out[i] = replace(r, path=prev.path, pager="pager")
+    return out
+
+
 class DarwinProcessReader:
     """ProcessReader over libproc; a process that vanished or is not ours yields nothing."""
 
-    __slots__ = ("lib",)
+    __slots__ = ("lib", "encrypted")
 
-    def __init__(self, lib: LibProc) -> None:
+    def __init__(self, lib: LibProc, encrypted: EncryptedRanges = encrypted_ranges) -> None:
         self.lib = lib
+        self.encrypted = encrypted
 
     def pids(self) -> list[int]:
         return list_pids(self.lib)
 
-    def _walk(self, pid: int, flavor: int) -> Iterator[Region]:
+    def _raw(self, pid: int, flavor: int) -> Iterator[DarwinRegion]:
         if not 0 < pid <= MAX_PID:  # pid 0 is the kernel task; larger values would overflow c_int
             return
         try:
-            for r in walk_regions(self.lib, pid, flavor):
-                yield to_region(r)
+            yield from walk_regions(self.lib, pid, flavor)
         except RegionWalkError as exc:
             quiet = exc.errno in (errno.ESRCH, errno.EPERM, errno.EACCES)
             log.log(logging.DEBUG if quiet else logging.INFO, "skipping pid %d: %s", pid, _describe(exc))
 
+    def _walk(self, pid: int, flavor: int) -> Iterator[Region]:
+        for r in self._raw(pid, flavor):
+            yield to_region(r)
+
     def regions(self, pid: int, suspects_only: bool = False) -> Iterator[Region]:
-        for r in self._walk(pid, PROC_PIDREGIONPATHINFO):
+        for d in attribute_pager_regions(list(self._raw(pid, PROC_PIDREGIONPATHINFO)), self.encrypted):
+            r = to_region(d)
             if not suspects_only or r.executable:
                 yield r
 

@@ -8,10 +8,11 @@ into, so a hostile signature can only ever produce CodeSignatureError.
 
 Two kinds of trouble, handled differently:
 - malformed structure the kernel would refuse (bad magic or bounds, two CodeDirectories of one
-  hash type, two blobs in one slot, entitlements or CMS that do not parse) raises
-  CodeSignatureError, so the caller can report the signature as invalid;
-- a well-formed signature that does not agree with itself (a special-slot digest that does not
-  match its blob, XML and DER entitlements that differ, a team id the leaf certificate does not
+  hash type, a repeated entitlements, DER entitlements or launch-constraint slot, entitlements or
+  CMS that do not parse) raises CodeSignatureError, so the caller can report the signature as
+  invalid;
+- a well-formed signature that does not agree with itself (a repeat of a slot the kernel does not
+  police, a special-slot digest that does not match its blob, XML and DER entitlements that differ, a team id the leaf certificate does not
   carry) is parsed and the disagreement is listed in `problems`. Page hashes and the CMS
   signature are not verified: this is a reader, not a validator.
 """
@@ -36,11 +37,14 @@ REQUIREMENTS_MAGIC = 0xFADE0C01
 ENTITLEMENTS_MAGIC = 0xFADE7171
 DER_ENTITLEMENTS_MAGIC = 0xFADE7172
 CMS_MAGIC = 0xFADE0B01
+LAUNCH_CONSTRAINT_MAGIC = 0xFADE8181
 
 SLOT_CODEDIRECTORY = 0
 SLOT_REQUIREMENTS = 2
 SLOT_ENTITLEMENTS = 5
 SLOT_DER_ENTITLEMENTS = 7
+#: Launch constraints (xnu osfmk/kern/cs_blobs.h CSSLOT_LAUNCH_CONSTRAINT_*, CSSLOT_LIBRARY_CONSTRAINT).
+LAUNCH_CONSTRAINT_SLOTS = {8: "self", 9: "parent", 10: "responsible", 11: "library"}
 SLOT_ALTERNATE_FIRST = 0x1000
 SLOT_ALTERNATE_LAST = 0x1004  # the kernel accepts five alternates, 0x1000..0x1004
 SLOT_SIGNATURE = 0x10000
@@ -51,9 +55,14 @@ _SLOT_MAGIC = {
     SLOT_ENTITLEMENTS: ENTITLEMENTS_MAGIC,
     SLOT_DER_ENTITLEMENTS: DER_ENTITLEMENTS_MAGIC,
     SLOT_SIGNATURE: CMS_MAGIC,
+    **{slot: LAUNCH_CONSTRAINT_MAGIC for slot in LAUNCH_CONSTRAINT_SLOTS},
 }
 _SLOT_NAMES = {SLOT_REQUIREMENTS: "requirements", SLOT_ENTITLEMENTS: "entitlements",
-               SLOT_DER_ENTITLEMENTS: "DER entitlements"}
+               SLOT_DER_ENTITLEMENTS: "DER entitlements",
+               **{slot: f"{name} launch constraint" for slot, name in LAUNCH_CONSTRAINT_SLOTS.items()}}
+#: Slots whose repetition the kernel refuses (xnu bsd/kern/ubc_subr.c cs_validate_csblob); a repeat
+#: of any other slot is tolerated there, and Security's SuperBlob::find takes the first.
+_UNIQUE_SLOTS = frozenset({SLOT_ENTITLEMENTS, SLOT_DER_ENTITLEMENTS, *LAUNCH_CONSTRAINT_SLOTS})
 
 CS_ADHOC = 0x2
 CS_RUNTIME = 0x10000
@@ -66,7 +75,9 @@ _DIGEST = {1: ("sha1", 20), 2: ("sha256", 32), 3: ("sha256", 20), 4: ("sha384", 
 #: SHA-256 alternate beats a SHA-1 primary. Two CodeDirectories of one rank are refused.
 _HASH_RANK = {1: 1, 3: 2, 2: 3, 4: 4}
 
-#: CodeDirectory versions Apple's reader accepts (earliest .. compatibility limit, exclusive).
+#: CodeDirectory versions Apple's reader accepts: earliest .. compatibilityLimit, both inclusive
+#: (Security OSX/libsecurity_codesigning/lib/codedirectory.cpp checkIntegrity refuses only
+#: `version > compatibilityLimit`; xnu's cs_validate_codedirectory sets no upper bound at all).
 CD_VERSION_EARLIEST = 0x20001
 CD_VERSION_LIMIT = 0x2F000
 #: The fixed header length each CodeDirectory version adds fields up to.
@@ -105,6 +116,8 @@ class CodeSignature:
     authority: str | None = None
     authorities: list[str] = field(default_factory=list)
     requirements_present: bool = False
+    #: launch constraints by kind (self, parent, responsible, library), decoded like DER entitlements
+    launch_constraints: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -118,6 +131,13 @@ class CodeSignature:
     @property
     def linker_signed(self) -> bool:
         return bool(self.cd_flags & CS_LINKER_SIGNED)
+
+    @property
+    def launch_constraints_json(self) -> str | None:
+        """The launch constraints as compact JSON with sorted keys, None when there are none."""
+        if not self.launch_constraints:
+            return None
+        return json.dumps(_jsonable(self.launch_constraints), separators=(",", ":"), sort_keys=True)
 
     @property
     def entitlements_json(self) -> str | None:
@@ -198,7 +218,7 @@ def _code_directory(cd: bytes, slot: int, base: int) -> _CodeDirectory:
         raise CodeSignatureError(f"{where} is {len(cd)} bytes, shorter than its {_CD_HEADER_MIN}-byte header")
     (version, flags, hash_off, ident_off, n_special, n_code, code_limit,
      hash_size, hash_type, platform, page_log2) = struct.unpack_from(">7I4B", cd, 8)
-    if not CD_VERSION_EARLIEST <= version < CD_VERSION_LIMIT:
+    if not CD_VERSION_EARLIEST <= version <= CD_VERSION_LIMIT:
         raise CodeSignatureError(f"{where} has unsupported version {version:#x}")
     header = next((size for v, size in _CD_HEADER if version >= v), _CD_HEADER_MIN)
     if len(cd) < header:
@@ -342,12 +362,14 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
         raise CodeSignatureError(f"SuperBlob index of {count} entries runs past its {length} bytes")
 
     directories: list[_CodeDirectory] = []
+    out_problems: list[str] = []
     blobs: dict[int, tuple[int, bytes]] = {}  # slot -> (offset, whole sub-blob)
     for i in range(count):
         slot, off = struct.unpack_from(">2I", sig, 12 + 8 * i)
         where = f"index entry {i} (slot {slot:#x})"
-        if slot in blobs or any(d.slot == slot for d in directories):
-            raise CodeSignatureError(f"{where} repeats slot {slot:#x}")
+        if slot in _UNIQUE_SLOTS and slot in blobs:
+            raise CodeSignatureError(f"{where} repeats slot {slot:#x}; the kernel refuses that")
+        repeat = slot in blobs or any(d.slot == slot for d in directories)
         if off < index_end or off + 8 > length:
             raise CodeSignatureError(f"{where} points at {off:#x}, outside the blob area "
                                      f"{index_end:#x}..{length:#x}")
@@ -360,6 +382,8 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
             if bmagic != CODEDIRECTORY_MAGIC:
                 raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, not a CodeDirectory")
             cd = _code_directory(body, slot, off)
+            if repeat and any(d.slot == slot and d.hash_type != cd.hash_type for d in directories):
+                out_problems.append(f"{where} repeats slot {slot:#x}")
             clash = next((d for d in directories if d.hash_type == cd.hash_type), None)
             if clash is not None:
                 raise CodeSignatureError(f"two {HASH_TYPES[cd.hash_type]} CodeDirectories (slots "
@@ -369,9 +393,14 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
             if bmagic != _SLOT_MAGIC[slot]:
                 raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, expected "
                                          f"{_SLOT_MAGIC[slot]:#x}")
-            blobs[slot] = (off, body)
+            if repeat:
+                out_problems.append(f"{where} repeats slot {slot:#x}; the first one is used")
+            else:
+                blobs[slot] = (off, body)
+        elif repeat:
+            out_problems.append(f"{where} repeats slot {slot:#x}; the first one is used")
         else:
-            blobs[slot] = (off, body)  # unknown slots are kept only to catch repeats
+            blobs[slot] = (off, body)  # unknown slots are kept only to notice repeats
     if not directories:
         raise CodeSignatureError("SuperBlob has no CodeDirectory (slot 0 or 0x1000..0x1004)")
     best = max(directories, key=lambda d: _HASH_RANK[d.hash_type])
@@ -382,7 +411,7 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
         hash_types=[HASH_TYPES[d.hash_type] for d in directories], platform=best.platform,
         page_size=(1 << best.page_size_log2) if 0 < best.page_size_log2 < 32 else 0,
         code_limit=best.code_limit, exec_seg_flags=best.exec_seg_flags, runtime_version=best.runtime,
-        requirements_present=SLOT_REQUIREMENTS in blobs,
+        requirements_present=SLOT_REQUIREMENTS in blobs, problems=out_problems,
     )
     _check_special_slots(best, blobs, out.problems)
 
@@ -419,6 +448,13 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
                 if der_ents != xml_ents:
                     out.problems.append("XML and DER entitlements differ")
     out.entitlements = xml_ents if xml_ents is not None else der_ents
+    for slot, kind in LAUNCH_CONSTRAINT_SLOTS.items():
+        if slot in blobs:
+            off, body = blobs[slot]
+            try:  # same CoreEntitlements DER shape as DER entitlements (xnu EXTERNAL_HEADERS/CoreEntitlements)
+                out.launch_constraints[kind] = decode_der_entitlements(body[8:])
+            except DerError as exc:
+                out.problems.append(f"{kind} launch constraint at {off:#x} does not decode: {exc}")
     return out
 
 

@@ -103,6 +103,14 @@ LINKEDIT_DATA_CMDS = frozenset(
      LC_LINKER_OPTIMIZATION_HINT, LC_DYLD_EXPORTS_TRIE, LC_DYLD_CHAINED_FIXUPS, LC_ATOM_INFO,
      LC_FUNCTION_VARIANTS, LC_FUNCTION_VARIANT_FIXUPS, LC_LAZY_LOAD_DYLIB_INFO}
 )
+#: struct dylib_use_command (macOS 15): an LC_LOAD_DYLIB whose timestamp word is this marker and whose
+#: name offset is 28 carries a DYLIB_USE_* flags word instead (cctools include/mach-o/loader.h; dyld
+#: mach_o/UnsafeHeader.cpp loadCommandToDylibKind checks both fields).
+DYLIB_USE_MARKER = 0x1A741800
+DYLIB_USE_COMMAND_SIZE = 28
+DYLIB_USE_FLAG_NAMES: dict[int, str] = {0x1: "WEAK_LINK", 0x2: "REEXPORT", 0x4: "UPWARD", 0x8: "DELAYED_INIT"}
+DYLIB_USE_WEAK_LINK = 0x1
+
 VERSION_MIN_PLATFORMS: dict[int, str] = {
     LC_VERSION_MIN_MACOSX: "macos",
     LC_VERSION_MIN_IPHONEOS: "ios",
@@ -141,6 +149,7 @@ MH_FLAG_NAMES: dict[int, str] = {
     0x40000: "ROOT_SAFE", 0x80000: "SETUID_SAFE", 0x100000: "NO_REEXPORTED_DYLIBS", 0x200000: "PIE",
     0x400000: "DEAD_STRIPPABLE_DYLIB", 0x800000: "HAS_TLV_DESCRIPTORS", 0x1000000: "NO_HEAP_EXECUTION",
     0x2000000: "APP_EXTENSION_SAFE", 0x4000000: "NLIST_OUTOFSYNC_WITH_DYLDINFO", 0x8000000: "SIM_SUPPORT",
+    0x10000000: "IMPLICIT_PAGEZERO",  # cctools include/mach-o/loader.h
     0x80000000: "DYLIB_IN_CACHE",
 }
 

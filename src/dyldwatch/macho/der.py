@@ -1,8 +1,10 @@
 """Apple's DER entitlements: a small, bounded DER reader (and writer) for exactly that shape.
 
 The blob payload is `[APPLICATION 16] { INTEGER version, [CONTEXT 16] dict }`; a dict is a run
-of `SEQUENCE { UTF8String key, value }`, and a value is BOOLEAN, INTEGER, UTF8String, SEQUENCE
-(an array) or another `[CONTEXT 16]` dict. That is what Apple's codesign writes (checked against
+of `SEQUENCE { UTF8String key, value }`, and a value is BOOLEAN, INTEGER, UTF8String, OCTET
+STRING (a plist `<data>`: xnu EXTERNAL_HEADERS/CoreEntitlements/Serialization.h kCESerializedData,
+Security OSX/utilities/der_plist.c CCDER_OCTET_STRING), SEQUENCE (an array) or another
+`[CONTEXT 16]` dict. That is what Apple's codesign writes (checked against
 the bytes codesign produces, e.g. `70 05 02 01 01 b0 00` for an empty dictionary).
 
 Why not asn1crypto: it would accept far more than this shape (any tag, indefinite lengths) and
@@ -17,7 +19,7 @@ from typing import Any
 
 MAX_DEPTH = 32
 MAX_SIZE = 1 << 20
-_BOOLEAN, _INTEGER, _UTF8, _SEQUENCE = 0x01, 0x02, 0x0C, 0x30
+_BOOLEAN, _INTEGER, _OCTETS, _UTF8, _SEQUENCE = 0x01, 0x02, 0x04, 0x0C, 0x30
 _APP16 = 0x70  # [APPLICATION 16], constructed
 _CTX16 = 0xB0  # [CONTEXT 16], constructed
 
@@ -68,6 +70,8 @@ def _value(buf: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
         return int.from_bytes(buf[start:stop], "big", signed=True), stop
     if tag == _UTF8:
         return _utf8(buf, start, stop), stop
+    if tag == _OCTETS:
+        return buf[start:stop], stop
     if tag == _SEQUENCE:
         items = []
         p = start
@@ -138,6 +142,8 @@ def _enc_value(v: Any) -> bytes:
         return _enc(_INTEGER, v.to_bytes(width, "big", signed=True))
     if isinstance(v, str):
         return _enc(_UTF8, v.encode())
+    if isinstance(v, bytes | bytearray):
+        return _enc(_OCTETS, bytes(v))
     if isinstance(v, list | tuple):
         return _enc(_SEQUENCE, b"".join(_enc_value(x) for x in v))
     if isinstance(v, dict):

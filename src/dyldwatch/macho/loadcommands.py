@@ -174,6 +174,18 @@ def _lcstr(buf: bytes, pos: int, size: int, stroff: int, fixed: int) -> str:
 
 def _dec_dylib(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
     stroff, timestamp, current, compat = st.dylib.unpack_from(buf, pos + 8)
+    # dyld mach_o/UnsafeHeader.cpp loadCommandToDylibKind: marker + nameoff 28 means dylib_use_command
+    if (timestamp == C.DYLIB_USE_MARKER and stroff == C.DYLIB_USE_COMMAND_SIZE and lc.cmd != C.LC_ID_DYLIB
+            and size >= C.DYLIB_USE_COMMAND_SIZE):
+        (flags,) = st.u32.unpack_from(buf, pos + 24)
+        lc.name = _lcstr(buf, pos, size, stroff, C.DYLIB_USE_COMMAND_SIZE)
+        lc.current_version = version_string(current)
+        lc.compatibility_version = version_string(compat)
+        lc.weak = bool(flags & C.DYLIB_USE_WEAK_LINK)
+        names = [n for bit, n in C.DYLIB_USE_FLAG_NAMES.items() if flags & bit]
+        names += [f"{1 << b:#x}" for b in range(32) if flags & (1 << b) and (1 << b) not in C.DYLIB_USE_FLAG_NAMES]
+        lc.data = {"format": "dylib_use_command", "marker": timestamp, "flags": flags, "use_flags": names}
+        return
     lc.name = _lcstr(buf, pos, size, stroff, 24)
     lc.current_version = version_string(current)
     lc.compatibility_version = version_string(compat)

@@ -1,50 +1,250 @@
 """Where dyld would find a dylib an install name refers to.
 
-Mirrors dyld's expansion of `@executable_path/`, `@loader_path/` and `@rpath/` (LC_RPATH entries
-in load-command order, first existing candidate wins). File-system checks go through the `exists`
-argument so the logic is testable without a disk.
+Mirrors dyld's Loader::forEachResolvedAtPathVar and ProcessConfig::PathOverrides (dyld
+dyld/Loader.cpp, dyld/DyldProcessConfig.cpp): `@loader_path` and `@executable_path` are the token
+followed by `/` or the end of the string; `@rpath/` walks the rpath stack, the loading image's
+LC_RPATHs first, then each image up the load chain to the main executable; the first existing
+candidate wins. What depends on the process rather than on files (a relative LC_RPATH, tried
+against the working directory; the fallback directories of pre-2022-SDK binaries) cannot be
+resolved, so it is reported as a planting vector. File-system checks go through the `exists` and
+`realpath` arguments so the logic is testable without a disk.
 """
 
 from __future__ import annotations
 
 import os.path
-from collections.abc import Callable
+import posixpath
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-_EXECUTABLE = "@executable_path/"
-_LOADER = "@loader_path/"
+_EXECUTABLE = "@executable_path"
+_LOADER = "@loader_path"
 _RPATH = "@rpath/"
 
-#: Prefixes whose libraries macOS 11+ ships only inside the dyld shared cache (no file on disk).
-SHARED_CACHE_PREFIXES = ("/usr/lib/", "/System/Library/", "/System/iOSSupport/")
+#: Prefixes whose libraries dyld looks for in the shared cache (dyld mach_o/UnsafeHeader.cpp
+#: isSharedCacheEligiblePath); the one list for every table.
+SHARED_CACHE_PREFIXES = (
+    "/usr/lib/",
+    "/System/Library/",
+    "/System/iOSSupport/usr/lib/",
+    "/System/iOSSupport/System/Library/",
+    "/Library/Apple/usr/lib/",
+    "/Library/Apple/System/Library/",
+    "/System/DriverKit/",
+    "/System/Cryptexes/OS/usr/lib/",
+    "/System/Cryptexes/OS/System/Library/",
+    "/System/Cryptexes/OS/System/iOSSupport/usr/lib/",
+    "/System/Cryptexes/OS/System/iOSSupport/System/Library/",
+    "/System/ExclaveKit/usr/lib/",
+    "/System/ExclaveKit/System/Library/",
+)
+
+#: dyld's default fallbacks for binaries built before the 2022 SDKs, in classic mode (dyld
+#: DyldProcessConfig.cpp forEachDylibFallback / forEachFrameworkFallback; restricted processes keep
+#: only the second of each).
+DYLIB_FALLBACKS = ("/usr/local/lib", "/usr/lib")
+FRAMEWORK_FALLBACKS = ("/Library/Frameworks", "/System/Library/Frameworks")
+#: macOS SDK from which a binary no longer gets fallbacks (dyld common/MachOFile.cpp enforceFormat,
+#: Malformed::sdkOnOrAfter2022: sdk >= 0x000E0000 on macOS).
+FALLBACK_FREE_SDK = (14, 0)
+
+Realpath = Callable[[str], str]
 
 
-def _expand_anchor(path: str, executable_path: str, loader_path: str) -> str | None:
-    """Expand @executable_path/ or @loader_path/ at the start of `path`; None for other @-tokens."""
-    if path.startswith(_EXECUTABLE):
-        return os.path.normpath(os.path.join(os.path.dirname(executable_path), path[len(_EXECUTABLE):]))
-    if path.startswith(_LOADER):
-        return os.path.normpath(os.path.join(os.path.dirname(loader_path), path[len(_LOADER):]))
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One path dyld would try: how it was formed, and which image's LC_RPATH supplied it."""
+
+    path: str
+    via: str  # absolute | loader_path | executable_path | rpath | relative_rpath | fallback
+    source: str | None = None
+    rpath: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The outcome of resolving one install name.
+
+    `path` is the first existing candidate, else the first candidate (None when there is none);
+    `source` is the image whose LC_RPATH supplied `path`; `planting` says why a file placed
+    somewhere else could be loaded instead, in words.
+    """
+
+    path: str | None
+    exists: bool
+    source: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    planting: tuple[str, ...] = field(default=())
+
+
+def physical_path(path: str, realpath: Realpath | None = None) -> str:
+    """`path` with `..` applied after the symlinks before it, as the kernel's lookup does.
+
+    Without `realpath` the path is normalised lexically (the best a pure caller can do). With it,
+    the prefix before each `..` is resolved first, so `/a/link/../x` follows `link`. The final
+    component is never resolved: the name dyld opens is kept.
+    """
+    if realpath is None or "/.." not in path:
+        return posixpath.normpath(path) if path else path
+    out = "/" if path.startswith("/") else ""
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            out = posixpath.dirname(realpath(out) if out not in ("", "/") else out) or out
+        else:
+            out = posixpath.join(out, part) if out else part
+    return out or "/"
+
+
+def _token(path: str, token: str) -> str | None:
+    """The rest after `token` when `path` is the token followed by `/` or the end; else None."""
+    if not path.startswith(token):
+        return None
+    rest = path[len(token):]
+    return rest if rest == "" or rest.startswith("/") else None
+
+
+def _expand_executable(rest: str, executable_path: str) -> str:
+    """dyld Loader::expandAndNormalizeAtExecutablePath: leading `/..` chopped off the (real) main path."""
+    base = posixpath.dirname(executable_path)
+    while rest.startswith("/..") and (len(rest) == 3 or rest[3] == "/") and base not in ("", "/"):
+        base = posixpath.dirname(base)
+        rest = rest[3:]
+    return base + rest
+
+
+def _expand_anchor(path: str, executable_path: str, loader_path: str, realpath: Realpath | None) -> str | None:
+    """Expand @executable_path or @loader_path at the start of `path`; None for other @-tokens."""
+    rest = _token(path, _EXECUTABLE)
+    if rest is not None:
+        return physical_path(_expand_executable(rest, executable_path), realpath)
+    rest = _token(path, _LOADER)
+    if rest is not None:
+        return physical_path(posixpath.dirname(loader_path) + rest, realpath)
     if path.startswith("@"):
         return None
-    return os.path.normpath(path)
+    return physical_path(path, realpath)
+
+
+def _rpath_candidates(rest: str, executable_path: str, stack: Sequence[tuple[str, Sequence[str]]],
+                      realpath: Realpath | None) -> list[Candidate]:
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for image, rpaths in stack:
+        for rp in rpaths:
+            if not rp.startswith("/") and not rp.startswith("@"):
+                # dyld (macOS) joins a relative LC_RPATH as is: the working directory decides
+                out.append(Candidate(posixpath.join(rp, rest), "relative_rpath", image, rp))
+                continue
+            base = _expand_anchor(rp, executable_path, image, realpath)
+            if base is None or not base.startswith("/"):
+                continue
+            cand = physical_path(posixpath.join(base, rest), realpath)
+            if cand not in seen:
+                seen.add(cand)
+                out.append(Candidate(cand, "rpath", image, rp))
+    return out
 
 
 def rpath_candidates(name: str, *, executable_path: str, loader_path: str, rpaths: list[str]) -> list[str]:
-    """Every path an `@rpath/` name could resolve to, in dyld's search order.
+    """Every absolute path an `@rpath/` name could resolve to from the loader's own LC_RPATHs."""
+    found = _rpath_candidates(name[len(_RPATH):], executable_path, [(loader_path, rpaths)], None)
+    return [c.path for c in found if c.via == "rpath"]
 
-    Relative rpaths (neither absolute nor @-anchored) depend on the process's working directory,
-    which we cannot know, so they are skipped, as are rpaths using other @-tokens.
+
+def _framework_partial(name: str) -> str | None:
+    """`Foo.framework/...Foo` tail of an install name (dyld's getFrameworkPartialPath), or None."""
+    parts = name.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.endswith(".framework") and parts[-1] == part[: -len(".framework")]:
+            return "/".join(parts[i:])
+    return None
+
+
+def fallback_candidates(name: str) -> list[Candidate]:
+    """Where a pre-2022-SDK binary's missing dylib is looked for next (classic mode order)."""
+    partial = _framework_partial(name)
+    if partial is not None:
+        return [Candidate(f"{d}/{partial}", "fallback") for d in FRAMEWORK_FALLBACKS]
+    leaf = name.rsplit("/", 1)[-1]
+    if not leaf:
+        return []
+    return [Candidate(f"{d}/{leaf}", "fallback") for d in DYLIB_FALLBACKS]
+
+
+def needs_fallbacks(sdk: str | None, platform: str | None) -> bool:
+    """Whether dyld gives a binary the default fallback paths (built with a macOS SDK before 14)."""
+    if platform not in (None, "macos"):
+        return False
+    if not sdk:
+        return True  # no platform load command: dyld's enforceFormat answers false, so fallbacks apply
+    try:
+        major, minor = (int(x) for x in (sdk.split(".") + ["0"])[:2])
+    except ValueError:
+        return True
+    return (major, minor) < FALLBACK_FREE_SDK
+
+
+def resolve_dylib(
+    name: str,
+    *,
+    loader_path: str,
+    rpaths: Sequence[str],
+    exists: Callable[[str], bool],
+    executable_path: str | None = None,
+    rpath_stack: Sequence[tuple[str, Sequence[str]]] = (),
+    realpath: Realpath | None = None,
+    fallbacks: bool = False,
+) -> Resolution:
+    """Resolve an install name found in the file at `loader_path` the way dyld would.
+
+    `rpath_stack` lists the images above the loader in the load chain, nearest first, ending with
+    the main executable, each with its LC_RPATHs. `executable_path` is the main program (the loader
+    stands in for it when None, which is what dyld does when the file is itself the main
+    executable). `fallbacks` says the loading image was built before the 2022 SDKs; its missing
+    dylibs are then looked for in dyld's fallback directories, reported in `planting`. A bare leaf
+    name or a relative path is left unresolved: DYLD_* variables and the working directory are
+    properties of a process.
     """
-    rest = name[len(_RPATH):]
-    out: list[str] = []
-    for rp in rpaths:
-        base = _expand_anchor(rp, executable_path, loader_path)
-        if base is None or not os.path.isabs(base):
-            continue
-        cand = os.path.normpath(os.path.join(base, rest))
-        if cand not in out:
-            out.append(cand)
-    return out
+    exe = executable_path if executable_path is not None else loader_path
+    planting: list[str] = []
+    if name.startswith(_RPATH):
+        stack = [(loader_path, rpaths), *rpath_stack]
+        candidates = _rpath_candidates(name[len(_RPATH):], exe, stack, realpath)
+        for c in candidates:
+            if c.via == "relative_rpath":
+                planting.append(f"relative LC_RPATH '{c.rpath}' of {c.source}: dyld tries '{c.path}' "
+                                "against the process's working directory")
+    elif "/" not in name:
+        return Resolution(None, False)
+    else:
+        expanded = _expand_anchor(name, exe, loader_path, realpath)
+        if expanded is None or not expanded.startswith("/"):
+            return Resolution(None, False)
+        via = "executable_path" if _token(name, _EXECUTABLE) is not None else (
+            "loader_path" if _token(name, _LOADER) is not None else "absolute")
+        candidates = [Candidate(expanded, via)]
+    found: Candidate | None = None
+    for c in candidates:
+        if c.via != "relative_rpath" and exists(c.path):
+            found = c
+            break
+    # dyld tries the raw path "including in the shared cache" before any fallback
+    # (dyld/DyldProcessConfig.cpp forEachPathVariant): a cache-eligible path ends the search there.
+    in_cache = found is None and any(c.via != "relative_rpath" and in_shared_cache_path(c.path) for c in candidates)
+    if found is None and fallbacks and not in_cache:
+        extra = [c for c in fallback_candidates(name) if c.path not in {x.path for x in candidates}]
+        if extra:
+            planting.append("pre-2022-SDK binary: a missing dylib is looked for in "
+                            + ", ".join(c.path for c in extra))
+        candidates = [*candidates, *extra]
+        found = next((c for c in extra if exists(c.path)), None)
+    if found is not None:
+        return Resolution(found.path, True, found.source, tuple(candidates), tuple(planting))
+    first = next((c for c in candidates if c.via not in ("relative_rpath", "fallback")), None)
+    return Resolution(first.path if first else None, False, first.source if first else None,
+                      tuple(candidates), tuple(planting))
 
 
 def resolve_install_name(
@@ -55,40 +255,50 @@ def resolve_install_name(
     rpaths: list[str],
     exists: Callable[[str], bool],
 ) -> tuple[str | None, bool]:
-    """(resolved path, whether it exists) for an install name found in the file at `loader_path`.
+    """(resolved path, whether it exists) from the loader's own LC_RPATHs: the short form."""
+    r = resolve_dylib(name, loader_path=loader_path, rpaths=rpaths, exists=exists, executable_path=executable_path)
+    return r.path, r.exists
 
-    `executable_path` is the main program that would load this file. When it is None (a dylib
-    inspected on its own, with no program known) the loader's own path stands in for it, so
-    `@executable_path/` is read relative to the loader's directory, which is what dyld does when
-    the file is itself the main executable. A name with no slash or a relative path is left
-    unresolved (None, False): dyld would search DYLD_* paths or the working directory, which are
-    properties of a process, not of the file. For `@rpath/`, the first candidate that exists wins;
-    when none exists the first candidate is returned with False.
+
+def bundle_main_executable(path: str, read_plist: Callable[[str], dict | None] | None = None) -> str | None:
+    """The main executable of the innermost `.app` bundle holding `path` (None outside a bundle).
+
+    dyld's rpath stack ends at the main executable, so a framework or plug-in inside an app is
+    resolved with the app's executable as the head of the chain. CFBundleExecutable from
+    Contents/Info.plist names it; the bundle's base name stands in when that cannot be read.
     """
-    exe = executable_path if executable_path is not None else loader_path
-    if name.startswith(_RPATH):
-        candidates = rpath_candidates(name, executable_path=exe, loader_path=loader_path, rpaths=rpaths)
-        for cand in candidates:
-            if exists(cand):
-                return cand, True
-        return (candidates[0], False) if candidates else (None, False)
-    if "/" not in name:
-        return None, False
-    expanded = _expand_anchor(name, exe, loader_path)
-    if expanded is None or not os.path.isabs(expanded):
-        return None, False
-    return expanded, bool(exists(expanded))
+    marker = ".app/Contents/"
+    at = path.rfind(marker)
+    if at < 0:
+        return None
+    bundle = path[: at + 4]
+    name = posixpath.basename(bundle)[:-4]
+    info = (read_plist or _read_plist)(posixpath.join(bundle, "Contents", "Info.plist"))
+    exe = info.get("CFBundleExecutable") if isinstance(info, dict) else None
+    if isinstance(exe, str) and exe and "/" not in exe:
+        name = exe
+    return posixpath.join(bundle, "Contents", "MacOS", name)
+
+
+def _read_plist(path: str) -> dict | None:
+    import plistlib
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 20)
+        value = plistlib.loads(data)
+    except Exception:  # absent, unreadable, not a plist: the caller falls back to the bundle name
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def in_shared_cache_path(path: str) -> bool:
-    """True for system library paths that macOS 11+ serves from the dyld shared cache.
+    """True for the paths dyld looks up in its shared cache (SHARED_CACHE_PREFIXES).
 
-    Since macOS 11 the system dylibs and frameworks under /usr/lib and /System/Library are not
-    present as files; dyld finds them inside the shared cache. A reference to such a path that does
-    not exist on disk is therefore normal, and the tables report it as `in_shared_cache` rather
-    than as a missing library. This is a path test only: it cannot tell whether a given name really
-    is in the cache of a given OS build. The path is normalised first so `/usr/lib/../../tmp/x`
-    does not pass.
+    Since macOS 11 those system libraries are not present as files; a reference to one that does
+    not exist on disk is normal, and the tables report it as `in_shared_cache` rather than as a
+    missing library. A path test only: it cannot tell whether a name is in a given cache. The path
+    is normalised first so `/usr/lib/../../tmp/x` does not pass.
     """
     if not path.startswith("/"):
         return False

@@ -46,6 +46,7 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
         "hardened_runtime": 1 if sig.hardened_runtime else 0,
         "entitlements": sig.entitlements_json,
         "authority": sig.authority,
+        "launch_constraints": sig.launch_constraints_json,
     }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
@@ -159,6 +160,8 @@ class MachoInfoTable(Table):
         Column("hardened_runtime", INTEGER, "1 when the hardened runtime flag is set"),
         Column("entitlements", TEXT, "Entitlements as compact JSON"),
         Column("authority", TEXT, "Leaf certificate common name of a certificate signature"),
+        Column("launch_constraints", TEXT,
+               "Launch constraints (signature slots 8-11: self, parent, responsible, library) as JSON"),
         Column("error", TEXT, "Why the file or part of it could not be read or parsed"),
     )
     examples: ClassVar[tuple[str, ...]] = (

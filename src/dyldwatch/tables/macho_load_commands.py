@@ -12,19 +12,23 @@ from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 
-from ..host.files import FileSource
+from ..host.files import FileProblem, FileSource
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 from .machofiles import MachOScanner, ParsedFile
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
     from ..macho import MachOSlice
+    from ..macho.resolve import Resolution
 
 DYLIB_COMMANDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
 )
 NAMED_COMMANDS = DYLIB_COMMANDS | {"LC_ID_DYLIB", "LC_RPATH", "LC_LOAD_DYLINKER", "LC_ID_DYLINKER", "LC_DYLD_ENVIRONMENT"}
 _SEGMENTS = frozenset({"LC_SEGMENT", "LC_SEGMENT_64"})
-_RESOLVED = ("resolved_path", "resolved_exists", "in_shared_cache")
+_RESOLVED = ("resolved_path", "resolved_exists", "in_shared_cache", "rpath_source", "search_paths", "planting_vector",
+             "resolved_realpath")
+#: Link kind of the classic dylib commands, in dylib_use_command's DYLIB_USE_* words.
+_CLASSIC_LINK = {"LC_LOAD_WEAK_DYLIB": "WEAK_LINK", "LC_REEXPORT_DYLIB": "REEXPORT", "LC_LOAD_UPWARD_DYLIB": "UPWARD"}
 
 
 def details_json(cmd_name: str, data: dict | None) -> str | None:
@@ -36,16 +40,34 @@ def details_json(cmd_name: str, data: dict | None) -> str | None:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
-def _executable_path(path: str, sl: MachOSlice) -> str:
-    """@executable_path is the main program; for a library seen on its own we assume it is the loader."""
-    return path
+def _build(sl: MachOSlice) -> tuple[str | None, str | None]:
+    from ..macho import constants as C
+    """(sdk, platform) of a slice, LC_BUILD_VERSION winning over LC_VERSION_MIN_*."""
+    build = sl.first(C.LC_BUILD_VERSION)
+    if build is not None and build.data:
+        return build.data["sdk"], build.data["platform"]
+    for c in sl.commands:
+        if c.cmd in C.VERSION_MIN_PLATFORMS and c.data:
+            return c.data["sdk"], c.data["platform"]
+    return None, None
+
+
+def link_flags(kind: str, data: dict | None) -> str:
+    """How a dylib is linked: dylib_use_command's flags, or what the classic command number implies."""
+    if data and data.get("format") == "dylib_use_command":
+        return "|".join(data["use_flags"])
+    return _CLASSIC_LINK.get(kind, "")
 
 
 def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
+    from ..macho import constants as C
+    from ..macho.resolve import needs_fallbacks
     directory = os.path.dirname(path)
     arch = sl.ref.arch
     rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
-    executable_path = _executable_path(path, sl)
+    executable_path = path  # a bundle's main executable replaces it per query (see finisher)
+    sdk, platform = _build(sl)
+    fallbacks = needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
     for cmd in sl.commands:
         kind = cmd.cmd_name
         row: Row = {
@@ -64,6 +86,8 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
         }
         if kind in DYLIB_COMMANDS and cmd.name:
             row["_resolve"] = (cmd.name, executable_path, path, rpaths)
+            row["_fallbacks"] = fallbacks
+            row["link_flags"] = link_flags(kind, cmd.data)
         elif kind == "LC_RPATH" and cmd.name:
             row["rpath_index"] = rpaths.index(cmd.name)
         yield row
@@ -88,15 +112,31 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
     want_resolution = any(ctx.uses(c) for c in _RESOLVED)
     if not (want_details or want_resolution):
         return None
-    from ..macho import in_shared_cache_path, resolve_install_name
+    from ..macho.resolve import bundle_main_executable, physical_path, resolve_dylib
 
     known: dict[str, bool] = {}
+    real: dict[str, str] = {}
+    heads: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
 
     def exists(path: str) -> bool:
         hit = known.get(path)
         if hit is None:
             hit = known[path] = os.path.exists(path)
         return hit
+
+    def realpath(path: str) -> str:
+        hit = real.get(path)
+        if hit is None:
+            hit = real[path] = os.path.realpath(path)
+        return hit
+
+    def head(path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
+        """The main executable of the bundle holding `path`, with its LC_RPATHs for `arch`."""
+        key = (os.path.dirname(path), arch)
+        if key not in heads:
+            exe = bundle_main_executable(path)
+            heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
+        return heads[key]
 
     def finish(row: Row) -> Row:
         data = row.get("_data") if want_details else None
@@ -107,16 +147,51 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
         if data is not None:
             out["details"] = details_json(row["cmd"], data)
         if spec is not None:
-            name, executable_path, loader_path, rpaths = spec
-            resolved, found = resolve_install_name(
-                name, executable_path=executable_path, loader_path=loader_path, rpaths=list(rpaths), exists=exists
-            )
-            out["resolved_path"] = resolved
-            out["resolved_exists"] = 1 if found else 0
-            out["in_shared_cache"] = 1 if (resolved and not found and in_shared_cache_path(resolved)) else 0
+            name, _exe, loader_path, rpaths = spec
+            top = head(loader_path, row.get("arch") or "")
+            stack: list[tuple[str, tuple[str, ...]]] = []
+            executable_path = None
+            if top is not None and physical_path(top[0]) != physical_path(loader_path):
+                executable_path = top[0]
+                stack.append(top)
+            res = resolve_dylib(name, loader_path=loader_path, rpaths=rpaths, exists=exists,
+                                executable_path=executable_path, rpath_stack=stack, realpath=realpath,
+                                fallbacks=bool(row.get("_fallbacks")))
+            out.update(resolution_columns(res))
+            # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
+            out["resolved_realpath"] = realpath(res.path) if res.exists and res.path else None
         return out
 
     return finish
+
+
+def resolution_columns(res: Resolution) -> Row:
+    """The resolution columns of one dylib row."""
+    from ..macho import in_shared_cache_path
+
+    found = res.exists
+    return {
+        "resolved_path": res.path,
+        "resolved_exists": 1 if found else 0,
+        "in_shared_cache": 1 if (res.path and not found and in_shared_cache_path(res.path)) else 0,
+        "rpath_source": res.source,
+        "search_paths": orjson.dumps([{"path": c.path, "via": c.via, **({"source": c.source} if c.source else {})}
+                                      for c in res.candidates]).decode() if res.candidates else None,
+        "planting_vector": "; ".join(res.planting) or None,
+    }
+
+
+def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
+    """LC_RPATHs of a bundle's main executable for one arch (its first slice when `arch` is absent)."""
+    from .machofiles import parse_file
+
+    try:
+        with FileSource(exe, max_size=2 << 30) as src:
+            parsed = parse_file(src)
+    except (FileProblem, OSError, ValueError):
+        return ()
+    slices = [s for s in parsed.slices if s.ref.arch == arch] or list(parsed.slices[:1])
+    return tuple(slices[0].rpaths) if slices else ()
 
 
 SCANNER = MachOScanner("macho_load_commands", rows_for, finisher)
@@ -126,8 +201,9 @@ class MachoLoadCommandsTable(Table):
     name: ClassVar[str] = "macho_load_commands"
     description: ClassVar[str] = (
         "Load commands of Mach-O files, one row per command per architecture slice, with dylib "
-        "references resolved (@executable_path, @loader_path, @rpath in LC_RPATH order). Needs a "
-        "path or directory constraint, like the file table."
+        "references resolved as dyld does (@executable_path, @loader_path, @rpath over the rpath stack: "
+        "the file's LC_RPATHs, then those of its app bundle's main executable). Needs a path or "
+        "directory constraint, like the file table."
     )
     row_keys = ("path", "directory")
     columns: ClassVar[tuple[Column, ...]] = (
@@ -143,8 +219,18 @@ class MachoLoadCommandsTable(Table):
         Column("weak", INTEGER, "1 for LC_LOAD_WEAK_DYLIB: dyld runs on when the library is missing"),
         Column("resolved_path", TEXT, "Where dyld would look for the dylib, after @-path and @rpath expansion"),
         Column("resolved_exists", INTEGER, "1 when resolved_path exists on disk now"),
+        Column("resolved_realpath", TEXT, "resolved_path with every symlink resolved, as the kernel names the image "
+               "once it is mapped (process_images, process_memory_map); NULL when the dylib is absent"),
         Column("in_shared_cache", INTEGER,
                "1 when resolved_path is absent on disk but a system path that macOS 11+ serves from the dyld shared cache"),
+        Column("link_flags", TEXT, "How a dylib is linked: WEAK_LINK, REEXPORT, UPWARD, DELAYED_INIT (|-separated; "
+               "from dylib_use_command's flags or the classic command)"),
+        Column("rpath_source", TEXT, "For @rpath names: the image whose LC_RPATH supplied resolved_path (the file "
+               "itself, or its bundle's main executable)"),
+        Column("search_paths", TEXT, "Every path dyld would try, in order, as JSON [{path, via, source}]"),
+        Column("planting_vector", TEXT, "Where a file planted by someone else could be loaded instead: a relative "
+               "LC_RPATH (searched against the working directory), dyld's fallback directories for pre-2022-SDK "
+               "binaries"),
         Column("rpath_index", INTEGER, "For LC_RPATH: its position in the search order (0 is searched first)"),
         Column("details", TEXT, "Decoded fields of the command as JSON (uuid, versions, offsets, segment …)"),
         Column("error", TEXT, "Why the file or part of it could not be read or parsed"),

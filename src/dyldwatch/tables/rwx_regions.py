@@ -58,12 +58,15 @@ class RwxRegionsTable(Table):
         Column("path", TEXT, "Backing file (without the ' (deleted)' marker); empty for anonymous memory"),
         Column("label", TEXT, "Linux: the kernel's name for an anonymous mapping ([heap], [anon:NAME], /SYSV<key>)"),
         Column("anonymous", INTEGER, "1 when no file backs the region"),
-        Column("region_type", TEXT, "anon, heap, stack, jit, shm, anon_inode, rosetta, file, memfd, deleted"),
+        Column("region_type", TEXT, "anon, heap, stack, jit, shm, anon_inode, rosetta, file, memfd, deleted; macOS "
+               "also protected (encrypted text of an image, apple_protect pager) and pager (dyld-pager mapping)"),
         Column("user_tag", INTEGER, "macOS: VM user tag of the region (what allocated it); NULL on Linux"),
         Column("user_tag_name", TEXT, "macOS: VM_MEMORY_* name of the user tag"),
         Column("inode", BIGINT, "Inode of the backing file (0 when anonymous)"),
         Column("device", BIGINT, "Device number of the backing file, as stat's st_dev"),
-        Column("offset", BIGINT, "Offset of the region in the backing file"),
+        Column("offset", BIGINT, "Linux: offset of the mapping in the backing file. macOS: pri_offset, the offset "
+               "into the region's top VM object; the file offset only until a copy-on-write shadow covers the "
+               "region (then often 0)"),
         Column("sealed", INTEGER, "Linux memfd: 1 when sealed against writes (F_SEAL_WRITE/FUTURE_WRITE), "
                                   "as launchers that re-execute an immutable copy of themselves make it "
                                   "(runc, sandbox runtimes); 0 unsealed; NULL otherwise or unreadable"),
