@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dyldwatch.schema_facts import native_tables
+from dyldwatch.sql.facts import native_tables
 
 from dyldwatch.host.native import NATIVE_LINUX, NATIVE_LINUX_COLUMNS, rows
 from dyldwatch.host.native.crontab import cron_row, crontab
@@ -83,7 +83,7 @@ def test_registry_and_columns_match_osquery_schema_facts() -> None:
                                  "crontab", "file", "time"}
     facts = native_tables()
     for table, cols in NATIVE_LINUX_COLUMNS.items():
-        want = dict(facts[table].columns)
+        want = {c.name: ("BIGINT" if c.type == "UNSIGNED BIGINT" else c.type) for c in facts[table].columns}
         assert cols == {c: t for c, t in want.items() if c in cols}, table
         linux_only_missing = set(want) - set(cols)
         assert not linux_only_missing or all(c.startswith(("upid", "uppid", "cpu_", "translated", "elevated",

@@ -165,6 +165,11 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
     return finish
 
 
+def _json_text(text: str) -> str:
+    """A file name that may hold undecodable bytes (kept as surrogates) as JSON-safe text."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def resolution_columns(res: Resolution) -> Row:
     """The resolution columns of one dylib row."""
     from ..macho import in_shared_cache_path
@@ -175,7 +180,8 @@ def resolution_columns(res: Resolution) -> Row:
         "resolved_exists": 1 if found else 0,
         "in_shared_cache": 1 if (res.path and not found and in_shared_cache_path(res.path)) else 0,
         "rpath_source": res.source,
-        "search_paths": orjson.dumps([{"path": c.path, "via": c.via, **({"source": c.source} if c.source else {})}
+        "search_paths": orjson.dumps([{"path": _json_text(c.path), "via": c.via,
+                                       **({"source": _json_text(c.source)} if c.source else {})}
                                       for c in res.candidates]).decode() if res.candidates else None,
         "planting_vector": "; ".join(res.planting) or None,
     }
