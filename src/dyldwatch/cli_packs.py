@@ -124,6 +124,7 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
     from .packs import PackError, load_packs
     from .samples import default_dbs, matrix, matrix_markdown
     from .samples import validate as run_validate
+    from .sql.engine import SQLITE_VERSION, sqlite_version
 
     try:
         loaded = load_packs(packs)
@@ -143,9 +144,20 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
                     [(r.analytic, r.query, r.scenario, r.expected, r.rows, r.detail) for r in failed], fmt,
                     title="failed expectations")
         checked = sum(1 for r in run.results if r.ok is not None)
-        click.echo(f"{checked - len(failed)}/{checked} expectations hold")
+        quality = run.quality()
+        _render(("analytic", "detections found", "detections expected", "alerts on benign scenarios",
+                 "inventory rows (low)"),
+                [(a, q["found"], q["expected"], q["benign_alerts"], q["low_rows"]) for a, q in quality.items()], fmt,
+                title="detection quality")
+        click.echo(f"{checked - len(failed)}/{checked} expectations hold, executed as osqueryd would "
+                   f"(SQLite {sqlite_version()}; osquery embeds {SQLITE_VERSION})")
+    elif fmt == "json":
+        import json as _json
+
+        click.echo(_json.dumps({"sqlite": sqlite_version(), "results": [r.as_dict() for r in run.results],
+                                "queries": run.query_costs(), "quality": run.quality()}, indent=1))
     else:
-        cols = ("analytic", "query", "scenario", "expected", "rows", "result", "detail")
+        cols = ("analytic", "query", "scenario", "expected", "rows", "result", "detail", "extension_calls")
         _render(cols, [tuple(r.as_dict()[c] for c in cols) for r in run.results], fmt)
     if not run.ok:
         sys.exit(1)

@@ -534,6 +534,35 @@ class Run:
     def ok(self) -> bool:
         return all(r.ok is not False for r in self.results)
 
+    def query_costs(self) -> dict[str, dict[str, Any]]:
+        """Per query: extension calls (Thrift round trips inside osquery) summed over the scenarios."""
+        out: dict[str, dict[str, Any]] = {}
+        for (a, q, _s), o in sorted(self.outcomes.items()):
+            cell = out.setdefault(q, {"analytic": a, "extension_calls": 0, "table_calls": {}, "errors": 0})
+            cell["extension_calls"] += o.extension_calls
+            cell["errors"] += 1 if o.error else 0
+            for t, n in o.calls.items():
+                cell["table_calls"][t] = cell["table_calls"].get(t, 0) + n
+        return out
+
+    def quality(self) -> dict[str, dict[str, int]]:
+        """Per analytic: firing expectations met / declared, alerts (medium, high) on scenarios it must
+        stay silent on, and low (inventory) rows overall."""
+        out: dict[str, dict[str, int]] = {}
+        for p in self.packs:
+            q = out.setdefault(p.id, {"found": 0, "expected": 0, "benign_alerts": 0, "low_rows": 0})
+            for r in self.results:
+                if r.analytic != p.id or r.ok is None:
+                    continue
+                if r.expected.startswith("fires"):
+                    q["expected"] += 1
+                    q["found"] += 1 if r.ok else 0
+                elif r.expected.startswith("silent"):
+                    q["benign_alerts"] += sum(n for s, n in r.severities.items() if s != "low")
+            q["low_rows"] = sum(1 for (a, _q, _s), o in self.outcomes.items() if a == p.id
+                                for row in o.rows if row.get("severity") == "low")
+        return out
+
     def cell(self, analytic: str, scenario: str) -> tuple[int | None, bool | None]:
         """Rows an analytic returned on a scenario (None: not applicable) and its verdict there."""
         counts = [len(v.rows) for (a, _, s), v in self.outcomes.items() if a == analytic and s == scenario]
