@@ -61,6 +61,35 @@ def sqlite_value(value: Any) -> Any:
     return value
 
 
+#: How osquery shapes native rows, checked on scenario rows: (table, column, platforms, bad(value), why).
+#: Each rule names the osquery source it comes from; a scenario that breaks one would prove a pack
+#: on rows osquery never produces.
+SHAPE_RULES: tuple[tuple[str, str, tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    ("process_memory_map", "path", ("linux",), lambda v: isinstance(v, str) and any(c.isspace() for c in v),
+     "osquery keeps only the first word of a maps path: no spaces, never ' (deleted)' "
+     "(osquery/filesystem/linux/proc.cpp procReadMaps)"),
+    ("processes", "path", ("linux",), lambda v: isinstance(v, str) and v.endswith(" (deleted)"),
+     "osquery drops ' (deleted)' from a process path and reports on_disk = 0 "
+     "(osquery/tables/system/linux/processes.cpp)"),
+    ("rwx_regions", "path", ("linux", "darwin"), lambda v: isinstance(v, str) and v.endswith(" (deleted)"),
+     "rwx_regions reports the backing file without the ' (deleted)' marker (region_type says deleted)"),
+    ("process_images", "path", ("linux", "darwin"), lambda v: isinstance(v, str) and v.endswith(" (deleted)"),
+     "process_images reports the file without ' (deleted)' (the deleted column says so)"),
+    ("process_open_sockets", "remote_address", ("linux", "darwin"),
+     lambda v: isinstance(v, str) and v != "" and not ("." in v or ":" in v),
+     "osquery writes socket addresses as IPv4 dotted or IPv6 text (or '' for none)"),
+)
+
+
+def _shape_problems(loc: Located, table: str, i: int, row: dict[str, Any], platform: str) -> list[Problem]:
+    out: list[Problem] = []
+    for t, col, platforms, bad, why in SHAPE_RULES:
+        if t == table and platform in platforms and col in row and bad(row[col]):
+            out.append(Problem(loc.file, loc.line(("tables", table, i, col)), f"tables.{table}.{i}.{col}",
+                               f"{row[col]!r}: {why}"))
+    return out
+
+
 def lint_scenario_doc(loc: Located) -> list[Problem]:
     """Fields, platform, and every table and column checked against the facts for its platform."""
     f, doc = loc.file, loc.data
@@ -95,6 +124,7 @@ def lint_scenario_doc(loc: Located) -> list[Problem]:
             if not isinstance(row, dict):
                 out.append(Problem(f, loc.line((*where, i)), f"tables.{table}.{i}", "a row is a mapping"))
                 continue
+            out += _shape_problems(loc, table, i, row, platform)
             for col, value in row.items():
                 if col not in columns:
                     out.append(Problem(f, loc.line((*where, i, col)), f"tables.{table}.{i}.{col}",
