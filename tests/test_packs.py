@@ -13,7 +13,7 @@ from dyldwatch.packs import PackError, load_pack, load_packs, load_site, quote, 
 from dyldwatch.packs_lint import lint_pack, lint_paths, session_for
 
 GOOD_SQL = """\
-      SELECT p.pid, p.path, m.team_id, 'unsigned' AS reason
+      SELECT p.pid, p.path, m.team_id, 'medium' AS severity, 'unsigned' AS reason
         FROM processes p
         JOIN macho_info m ON m.path = p.path
        WHERE m.signature_type = 'none' AND m.team_id NOT IN ({{teams}})
@@ -49,7 +49,7 @@ knobs:
     tables: [processes]
     description: d
     value: v
-    sql: SELECT pid, path, 'x' AS reason FROM processes
+    sql: SELECT pid, path, 'low' AS severity, 'x' AS reason FROM processes
 expectations:
   - {{scenario: darwin_baseline, fires: false}}
 """
@@ -87,7 +87,7 @@ def test_misspelled_column_reports_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_table_missing_on_the_query_platform(tmp_path: Path) -> None:
-    sql = "      SELECT l.path, l.program AS reason FROM launchd l\n"
+    sql = "      SELECT l.path, 'low' AS severity, l.program AS reason FROM launchd l\n"
     text = pack_text(sql, platform="linux", tables="[launchd]")
     problems = lint_paths([write(tmp_path, text)])
     assert any("[linux]" in p.message and "no such table: launchd" in p.message for p in problems)
@@ -204,13 +204,27 @@ def test_lint_cli_exit_codes_and_formats(tmp_path: Path) -> None:
 
 
 def test_path_keyed_table_needs_a_path_constraint(tmp_path: Path) -> None:
-    unfed = "      SELECT m.path, m.team_id AS reason FROM macho_info m WHERE m.signature_type = 'none'\n"
+    unfed = "      SELECT m.path, 'low' AS severity, m.team_id AS reason FROM macho_info m WHERE m.signature_type = 'none'\n"
     text = pack_text(unfed, tables="[macho_info]", knobs="")
     [problem] = lint_paths([write(tmp_path, text)])
     assert "macho_info is read without a path or directory constraint" in problem.message
     assert problem.line == line_of(text, "FROM macho_info")
     fed = unfed.replace("WHERE", "WHERE m.path LIKE '/Users/%/Downloads/%%' AND")
     assert lint_paths([write(tmp_path, pack_text(fed, tables="[macho_info]", knobs=""))]) == []
-    native = "      SELECT f.path, 'x' AS reason FROM file f WHERE f.size > 0\n"
+    native = "      SELECT f.path, 'low' AS severity, 'x' AS reason FROM file f WHERE f.size > 0\n"
     [problem] = lint_paths([write(tmp_path, pack_text(native, tables="[file]", knobs=""))])
     assert "file is read without a path or directory constraint" in problem.message
+
+
+def test_output_must_carry_a_severity(tmp_path: Path) -> None:
+    text = pack_text(GOOD_SQL.replace("'medium' AS severity, ", ""))
+    assert any("severity" in p.message for p in lint_paths([write(tmp_path, text)]))
+
+
+@pytest.mark.parametrize("where", ["m.path GLOB '/Users/*'", "m.path != '/x'"])
+def test_a_key_given_only_an_unusable_operator_is_caught(tmp_path: Path, where: str) -> None:
+    """osquery accepts these (the REQUIRED column is constrained) but the table gets nothing it can
+    walk, so the query silently returns nothing inside osquery."""
+    sql = f"      SELECT m.path, 'low' AS severity, m.team_id AS reason FROM macho_info m WHERE {where}\n"
+    problems = lint_paths([write(tmp_path, pack_text(sql, tables="[macho_info]", knobs=""))])
+    assert any("only gets path op" in p.message and "returns nothing" in p.message for p in problems)

@@ -65,7 +65,7 @@ def test_snapshot_of_fixture_tree_and_processes_reads_back(image: Path, tmp_path
     assert json.loads(q.output) == [{"path": f"{image}/opt/acme/bin/tool", "team_id": "ACME12345"}]
     v = runner.invoke(main, ["validate", "--db", str(db), "--format", "json"])
     assert v.exit_code == 0, v.output
-    assert all(r["result"] == "unchecked" for r in json.loads(v.output))
+    assert all(r["result"] == "unchecked" for r in json.loads(v.output)["results"])
 
 
 def test_root_strips_the_prefix_and_resolves_inside_the_image(image: Path, tmp_path: Path) -> None:

@@ -79,16 +79,28 @@ def layout_for(system: str | None = None) -> Layout:
     return LAYOUTS[system]
 
 
+#: Seconds osquery keeps event rows (osquery/events/eventsubscriberplugin.cpp, default 3600). The packs
+#: look events up within their recency window (7 days by default, AN0057's `recency_seconds`), so the
+#: store must keep them that long; a test holds this against every pack that reads an event table.
+EVENTS_EXPIRY = 7 * 86400
+
+
 def flags(layout: Layout, *, config: bool = False) -> list[tuple[str, str]]:
-    """(flag, value) pairs that autoload dyldwatch and make osqueryd wait for its tables."""
+    """(flag, value) pairs that autoload dyldwatch, make osqueryd wait for its tables and keep the
+    events the packs look up."""
     pairs = [("config_path", layout.config)] if config else []
-    return pairs + [
+    pairs += [
         ("extensions_socket", layout.socket),
         ("extensions_autoload", layout.extensions_load),
         ("extensions_timeout", str(EXTENSIONS_TIMEOUT)),
         ("extensions_interval", str(EXTENSIONS_INTERVAL)),
         ("extensions_require", EXTENSION_NAME),
+        ("disable_events", "false"),
+        ("events_expiry", str(EVENTS_EXPIRY)),
     ]
+    if layout.folder == "macos":  # es_process_file_events needs EndpointSecurity and its FIM subscriber
+        pairs += [("disable_endpointsecurity", "false"), ("disable_endpointsecurity_fim", "false")]
+    return pairs
 
 
 def flags_text(layout: Layout, *, config: bool = False) -> str:

@@ -135,9 +135,10 @@ def lint_query(pack: Pack, index: int, query: Query, site: Mapping[str, Any] | N
         for table, message in _plan_problems(info.query_plan, platform):
             out.append(Problem(file, _line_of(query.sql, sql_line, f"no such table: {table}"), f"{base}.sql", message))
         names = [d[0] for d in info.description or ()]
-        if "reason" not in names or not any(c in names for c in _OBJECT_COLUMNS):
+        if "reason" not in names or "severity" not in names or not any(c in names for c in _OBJECT_COLUMNS):
             out.append(Problem(file, sql_line, f"{base}.sql",
-                               "output must name the object to act on (pid or path) and carry a `reason` column"))
+                               "output must name the object to act on (pid or path) and carry `severity` "
+                               "(low, medium, high) and `reason` columns"))
     return list(dict.fromkeys(out))
 
 

@@ -594,8 +594,9 @@ class Run:
         return out
 
     def cell(self, analytic: str, scenario: str) -> tuple[int | None, bool | None]:
-        """Rows an analytic returned on a scenario (None: not applicable) and its verdict there."""
-        counts = [len(v.rows) for (a, _, s), v in self.outcomes.items() if a == analytic and s == scenario]
+        """Alert rows (medium, high) an analytic returned on a scenario (None: not applicable) and its verdict."""
+        counts = [sum(1 for r in v.rows if r.get("severity") != "low")
+                  for (a, _, s), v in self.outcomes.items() if a == analytic and s == scenario]
         verdicts = [r.ok for r in self.results if r.analytic == analytic and r.scenario == scenario]
         total = sum(counts) if counts else None
         if any(v is False for v in verdicts):
@@ -651,6 +652,9 @@ def validate(packs: list[Pack], dbs: Iterable[str | Path], sites: Mapping[str, M
     with explicit `--db` paths, such expectations are skipped. A query that fails inside osquery
     (an SQL error, a required column left unconstrained) fails every expectation it takes part in.
     """
+    from .deploy_layout import EVENTS_EXPIRY
+
+    flags = flags or Flags(events_expiry=EVENTS_EXPIRY)  # the flags `build` generates for osqueryd
     metas = [database_meta(db) for db in dbs]
     outcomes: dict[tuple[str, str, str], QueryOutcome] = {}
     for meta in metas:
@@ -710,7 +714,9 @@ def matrix(run: Run) -> tuple[list[str], list[list[str]]]:
             if n is None:
                 line.append("·")
                 continue
-            text = f"fired {n}" if n else "silent"
+            low = sum(1 for (a, _, s), o in run.outcomes.items() if a == pack.id and s == meta["name"]
+                      for r in o.rows if r.get("severity") == "low")
+            text = (f"fired {n}" if n else "silent") + (f" (+{low} low)" if low else "")
             line.append(text + (" ✓" if verdict else " ✗" if verdict is False else ""))
         body.append(line)
     return ["scenario", *(p.id for p in run.packs)], body
@@ -721,6 +727,7 @@ def matrix_markdown(run: Run) -> str:
     head, body = matrix(run)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
-    legend = ("\n`fired N` / `silent`: rows the analytic returned on that scenario database; ✓ matches "
-              "the pack's expectation, ✗ does not; `·` the analytic does not run on that platform.\n")
+    legend = ("\n`fired N` / `silent`: alert rows (severity medium or high) the analytic returned on that "
+              "scenario database, executed as osqueryd executes it; `+N low`: inventory rows, never alerts; "
+              "✓ matches the pack's expectation, ✗ does not; `·` the analytic does not run on that platform.\n")
     return "\n".join(lines) + "\n" + legend
