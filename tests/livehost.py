@@ -248,12 +248,20 @@ def _has_socket(pid: int) -> bool:
         return False
 
 
+def _predate() -> None:
+    """Let a planted file be older than its victim by a whole second, as in an attack (osquery's
+    start_time and birth times are whole seconds; a file born the second its process started reads
+    as extracted by that process, like a JVM's native library)."""
+    time.sleep(1.1)
+
+
 @contextlib.contextmanager
 def ld_preload_shm(shm: str = "/dev/shm") -> Iterator[Sim]:
     """(a) A hook .so planted in /dev/shm and LD_PRELOADed into a process that holds an outbound
     TCP connection to a loopback listener. paths: hook; extra: port, listener."""
     with _planted_dir(shm, ".dyldwatch-") as d, loopback_listener() as srv:
         hook = _copy(hook_library(), d / "libprocesshider.so")
+        _predate()
         port = srv.getsockname()[1]
         env = _base_env(LD_PRELOAD=str(hook))
         with _spawn([str(payload()), "connect", str(port)], env=env) as p:
@@ -269,6 +277,7 @@ def dlopen_planted(home: str | None = None, relpath: str = ".cache/x/update.dat"
     with _planted_dir(home, "dyldwatch-home-") as h:
         lib = _copy(hook_library(), h / relpath, 0o644)
         h.chmod(0o777)  # user-writable from the top, like a home a non-root user owns
+        _predate()
         with _spawn([str(payload()), "dlopen", str(lib)], env=_base_env()) as p:
             wait_until(lambda: str(lib) in maps_of(p.pid), "dlopen'ed library mapped")
             yield Sim([p.pid], {"library": str(lib), "home": str(h), "exe": str(payload())})

@@ -183,7 +183,7 @@ def _add_optional_commands() -> None:
     (package, install, docs). They import nothing until the group is built."""
     from . import cli_deploy, cli_packs
 
-    for name in ("lint", "build", "validate", "snapshot"):
+    for name in ("lint", "build", "validate", "snapshot", "hunt"):
         main.add_command(getattr(cli_packs, name))
     cli_deploy.register(main)
 

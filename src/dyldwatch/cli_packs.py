@@ -210,3 +210,63 @@ def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root:
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(str(result.path))
+
+
+@click.command()
+@click.argument("packs", nargs=-1, type=click.Path(exists=True))
+@click.option("--site", type=click.Path(exists=True, dir_okay=False), help="Hunt with this SITE file's knob values.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table for people; json (one object per finding, with every column in details) or csv.")
+@click.option("--min-severity", type=click.Choice(["low", "medium", "high"]), default="medium", show_default=True,
+              help="Show findings at this severity and above (low is inventory for hunting).")
+@click.option("--fail-on", type=click.Choice(["medium", "high", "never"]), default="medium", show_default=True,
+              help="Exit 1 when a finding at this severity or above is shown (CI and incident response).")
+def hunt(packs: tuple[str, ...], site: str | None, fmt: str, min_severity: str, fail_on: str) -> None:
+    """Run the packs on this host now, without osquery, the way osqueryd would run them.
+
+    dyldwatch's tables run live; on Linux osquery's native tables the packs read (processes,
+    process_memory_map, process_open_sockets, process_envs, crontab, file, time) are filled from
+    /proc and the file system with osquery's column semantics. On macOS only dyldwatch's tables are
+    live: queries that need native tables are skipped and listed (run them in `osqueryi --extension`).
+    Run as root to see every process.
+
+    \b
+    Examples:
+      sudo dyldwatch hunt                       # alerts (medium, high); exit 1 when any
+      sudo dyldwatch hunt --min-severity low    # inventory too
+      sudo dyldwatch hunt packs/AN0054.yaml --format json
+    """
+    from rich.console import Console
+
+    from .hunt import FINDING_COLUMNS
+    from .hunt import hunt as run_hunt
+    from .packs import PackError, load_packs
+
+    err = Console(stderr=True)
+    try:
+        loaded = load_packs(packs)
+    except PackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = run_hunt(loaded, _sites(site, loaded),
+                      progress=(lambda m: err.print(f"running {m}…", end="\r", highlight=False))
+                      if err.is_terminal else None)
+    shown = result.at_least(min_severity)
+    order = {"high": 0, "medium": 1, "low": 2}
+    shown.sort(key=lambda f: (order.get(f.severity, 3), f.analytic, str(f.row.get("path"))))
+    if fmt == "json":
+        import json as _json
+
+        click.echo(_json.dumps([f.as_dict() for f in shown], indent=1, default=str))
+    else:
+        rows = [tuple(f.as_dict()[c] for c in FINDING_COLUMNS) for f in shown]
+        _render(FINDING_COLUMNS, rows, fmt, title="findings")
+    for name, why in result.skipped:
+        click.echo(f"skipped {name}: {why}", err=True)
+    for name, message in result.errors:
+        click.echo(f"error in {name}: {message}", err=True)
+    if fmt == "table":
+        counts = {s: sum(1 for f in result.findings if f.severity == s) for s in ("high", "medium", "low")}
+        click.echo(f"{counts['high']} high, {counts['medium']} medium, {counts['low']} low "
+                   f"({len(result.skipped)} queries skipped, {len(result.errors)} failed)", err=True)
+    if result.errors or (fail_on != "never" and result.at_least(fail_on)):
+        sys.exit(1)
