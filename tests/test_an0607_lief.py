@@ -192,3 +192,21 @@ def test_signature_left_in_place_is_the_planted_dylib_case(original: Path, tmp_p
     rows = _run_pack(tmp_path, _host(tmp_path, original, kept), TAMPERED)
     assert rows[TAMPERED_QUERY] == []
     assert rows[PLANTED_QUERY] and all(r["path"] == FOREIGN for r in rows[PLANTED_QUERY])
+
+
+INSERTED_QUERY = "an0607_darwin_inserted_load_command"
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_inserted_command_is_found_by_its_place_whatever_the_signature(original: Path, tmp_path: Path,
+                                                                       strip: bool) -> None:
+    """LIEF appends the new LC_LOAD_DYLIB after LC_FUNCTION_STARTS/LC_DATA_IN_CODE, where ld64 never
+    puts one: the query fires with the signature stripped or left in place (still `certificate`)."""
+    copy = tmp_path / "out" / "sentry-cli"
+    _tamper(original, copy, strip=strip)
+    got = _run_pack(tmp_path, _host(tmp_path, original, copy), TAMPERED)[INSERTED_QUERY]
+    assert {r["arch"] for r in got} == {"x86_64", "arm64"}
+    assert all(r["install_name"] == FOREIGN and r["cmd_index"] > r["trailer_index"] for r in got)
+    assert all(r["severity"] == "high" and "added after linking" in r["reason"] for r in got)
+    clean = _run_pack(tmp_path / "clean", _host(tmp_path / "clean", original, None), TAMPERED)[INSERTED_QUERY]
+    assert clean == []

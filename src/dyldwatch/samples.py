@@ -308,7 +308,10 @@ def stale(db_dir: Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR) -> list[s
 # machine and are not declared are NULL, so builds are byte-identical anywhere.
 
 _MACHO_FIELDS = ("filetype", "arch", "archs", "id", "dylibs", "rpaths", "symbols", "cstrings", "segments",
-                 "packed", "signature", "min_os", "sdk")
+                 "packed", "signature", "min_os", "sdk", "inserted_dylibs")
+#: ld64 ends the load commands with these linkedit trailers (then LC_CODE_SIGNATURE); a dylib command
+#: after them was added after linking (insert_dylib, optool and LIEF's add_library append there).
+_LC_FUNCTION_STARTS, _LC_DATA_IN_CODE = 0x26, 0x29
 _FILETYPES = {"execute": 0x2, "dylib": 0x6, "bundle": 0x8}
 _ARCHS = {"arm64": (0x0100000C, 0), "arm64e": (0x0100000C, 2), "x86_64": (0x01000007, 3)}
 _DYLIB_KINDS = {"load": 0xC, "weak": 0x80000018, "reexport": 0x8000001F, "lazy": 0x20, "upward": 0x80000023}
@@ -421,6 +424,10 @@ def build_macho(path: str, recipe: dict[str, Any]) -> bytes:
             w.add_dylib(name, _DYLIB_KINDS[kind])
         for rp in recipe.get("rpaths") or []:
             w.add_rpath(rp)
+        for trailer in (_LC_FUNCTION_STARTS, _LC_DATA_IN_CODE):  # linkedit_data_command, no data
+            w.add_command(trailer, b"\0" * 8)
+        for name in recipe.get("inserted_dylibs") or []:  # appended after linking, as tampering tools do
+            w.add_dylib(name, _DYLIB_KINDS["load"])
         nsyms = recipe.get("symbols", 10)
         if nsyms:
             n = int(nsyms) if not isinstance(nsyms, bool) else 10
