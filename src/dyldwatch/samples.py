@@ -734,6 +734,10 @@ def matrix_markdown(run: Run) -> str:
     head, body = matrix(run)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
+    lines += ["", "| analytic | detections found / expected | alerts on benign scenarios | inventory rows (low) |",
+              "|---|---|---|---|"]
+    lines += [f"| {a} | {q['found']}/{q['expected']} | {q['benign_alerts']} | {q['low_rows']} |"
+              for a, q in run.quality().items()]
     legend = ("\n`fired N` / `silent`: alert rows (severity medium or high) the analytic returned on that "
               "scenario database, executed as osqueryd executes it; `+N low`: inventory rows, never alerts; "
               "✓ matches the pack's expectation, ✗ does not; `·` the analytic does not run on that platform.\n")
