@@ -8,9 +8,9 @@ from typing import ClassVar
 from click.testing import CliRunner
 
 from dyldwatch.cli import main
-from dyldwatch.docs import check_docs, check_examples, render_docs, table_page
 from dyldwatch.tables import TABLES, load_table
 from dyldwatch.tables.base import REQUIRED, TEXT, Column, Table
+from dyldwatch.tables.reference import check_docs, check_examples, render_docs, table_page
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from .. import __version__
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -94,8 +94,8 @@ def query(sql: str, fmt: str, db: str | None) -> None:
     """
     import apsw
 
-    from .sql.session import database_engine, live_engine
-    from .tables.base import TableUsageError
+    from ..sql.session import database_engine, live_engine
+    from ..tables.base import TableUsageError
 
     try:
         engine = database_engine(db) if db else live_engine()
@@ -109,7 +109,7 @@ def query(sql: str, fmt: str, db: str | None) -> None:
         m = re.search(r"Table (\w+) was queried without a required column", str(exc))
         hint = ""
         if m:
-            from .sql.facts import tables_for
+            from ..sql.facts import tables_for
 
             need = " or ".join(tables_for(None)[m.group(1)].required) or "its key"
             hint = f" ({m.group(1)} needs a constraint on {need}, for example WHERE path LIKE '/usr/lib/%')"
@@ -126,7 +126,7 @@ def query(sql: str, fmt: str, db: str | None) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def tables(names: tuple[str, ...], fmt: str) -> None:
     """Print the schema of dyldwatch's tables (all, or the ones named)."""
-    from .tables import TABLES, load_table
+    from ..tables import TABLES, load_table
 
     unknown = [n for n in names if n not in TABLES]
     if unknown:
@@ -155,7 +155,7 @@ def extension(socket_path: str, timeout: float, interval: float, verbose: bool, 
 
     `python -m dyldwatch extension` (the launcher) takes a shorter path with the same options.
     """
-    from .extension import run_extension
+    from ..extension.runtime import run_extension
 
     sys.exit(run_extension(socket_path, timeout, interval, verbose, generate_budget))
 
@@ -170,7 +170,7 @@ def selfcheck(fmt: str) -> None:
     load commands vs otool, @rpath resolution vs DYLD_PRINT_SEARCHING, quarantine and provenance vs
     xattr. On Linux: /proc maps vs rwx_regions and process_images, statx btime, xdg xattrs.
     """
-    from .selfcheck import exit_code, run_checks
+    from ..selfcheck import exit_code, run_checks
 
     results = list(run_checks())
     render(["check", "platform", "status", "detail"], ([r.check, r.platform, r.status, r.detail] for r in results),
@@ -181,7 +181,8 @@ def selfcheck(fmt: str) -> None:
 def _add_optional_commands() -> None:
     """Commands that live beside the core: packs (lint, build, validate, snapshot) and deployment
     (package, install, docs). They import nothing until the group is built."""
-    from . import cli_deploy, cli_packs
+    from .. import cli_packs
+    from . import deploy as cli_deploy
 
     for name in ("lint", "build", "validate", "snapshot"):
         main.add_command(getattr(cli_packs, name))

@@ -28,7 +28,8 @@ def package(platforms: tuple[str, ...], out_dir: str, bundle: bool) -> None:
     Each artifact is a PEX zipapp carrying our code and the target platform's wheels; it needs only
     the platform's Python (macOS: python.org 3.12; Linux: /usr/bin/python3.11). See docs/deploy.md.
     """
-    from .packaging import TARGETS, PackagingError, build_artifact, host_platform, write_bundle
+    from ..deploy.artifact import TARGETS, PackagingError, build_artifact, host_platform
+    from ..deploy.bundle import write_bundle
 
     chosen = list(platforms) or (list(TARGETS) if bundle else [host_platform()])
     out = Path(out_dir)
@@ -59,8 +60,8 @@ def install(prefix: str | None, artifact: str | None, system: str | None, dry_ru
     Everything is root-owned and not writable by group or others (osquery refuses anything else);
     an existing directory on the way that others can write is refused, not fixed behind your back.
     """
-    from .install import InstallError, apply, plan_install
-    from .packaging import host_platform
+    from ..deploy.artifact import host_platform
+    from ..deploy.install import InstallError, apply, plan_install
 
     path = Path(artifact) if artifact else Path("dist/package") / host_platform() / "dyldwatch.ext"
     try:
@@ -81,7 +82,7 @@ def install(prefix: str | None, artifact: str | None, system: str | None, dry_ru
 @click.option("--check", is_flag=True, help="Exit 1 when the files in OUT differ from the table declarations.")
 def docs(out_dir: str, check: bool) -> None:
     """Write the table reference (one Markdown page per table and an index) from the declarations."""
-    from .docs import check_docs, write_docs
+    from ..tables.reference import check_docs, write_docs
 
     if check:
         stale = check_docs(Path(out_dir))

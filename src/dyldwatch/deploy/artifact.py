@@ -8,9 +8,8 @@ wraps it with a `--complete-platform` we write ourselves (so pex never resolves 
 and no network is needed beyond pip's index). LIEF is not bundled: `dyldwatch extension` never
 imports it (it is a dev-only reference parser).
 
-This module is also the artifact's entry point (`artifact_main`), so its top level imports only the
-standard library: an autoloaded extension goes straight to the Thrift runtime without importing
-click, the pack tooling or anything else the CLI needs.
+The artifact's entry point is `dyldwatch.__main__:artifact_main` (the front door): an autoloaded
+extension goes straight to the Thrift runtime without importing click or the pack tooling.
 """
 
 from __future__ import annotations
@@ -26,11 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ARTIFACT_NAME = "dyldwatch.ext"
-#: Our runtime dependencies' import names that carry compiled code (checked by `--list-tables`).
-NATIVE_MODULES = ("apsw", "numpy", "orjson", "xattr", "_cffi_backend", "yaml._yaml", "thrift.protocol.fastbinary")
 #: The pex release this builder was written and tested against (also in pyproject's dev extra).
 PEX_REQUIREMENT = "pex==2.105.2"
 
@@ -152,13 +148,75 @@ def complete_platform(target: Target) -> dict[str, object]:
 
 # --- build -----------------------------------------------------------------------------------
 
-def project_root() -> Path:
-    """The source checkout this module lives in (the artifact bundles the code from it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file():
-        raise PackagingError(f"no pyproject.toml at {root}: `dyldwatch package` builds from a source "
-                             "checkout (git clone, then pip install -e '.[dev]').")
-    return root
+#: What a wheel build needs from a checkout (setup.py copies packs/ and scenarios into the package).
+_CHECKOUT_BUILD_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md")
+_CHECKOUT_BUILD_DIRS = ("src", "packs", "sample_dbs/scenarios")
+
+
+def own_wheel(out_dir: Path, work_dir: Path, progress: Progress = _stderr) -> Path:
+    """The dyldwatch wheel to bundle: built from the checkout we run from, else the installed one repacked.
+
+    From a checkout the build runs on a copy (it must not write build/ or egg-info into a tree others
+    work in). From an installed wheel (`pip install 'dyldwatch[package]'`) the files the installer
+    recorded are zipped back into a wheel with a fresh RECORD: the same code this CLI is running.
+    """
+    from .. import resources
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = resources.checkout_root()
+    if root is None:
+        progress("repacking the installed dyldwatch distribution into a wheel")
+        return repack_installed(out_dir)
+    progress(f"building the dyldwatch wheel from {root}")
+    src = work_dir / "src-copy"
+    for rel in _CHECKOUT_BUILD_DIRS:
+        shutil.copytree(root / rel, src / rel, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in _CHECKOUT_BUILD_FILES:
+        if (root / name).is_file():
+            shutil.copy2(root / name, src / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out_dir), str(src)],
+         "pip wheel dyldwatch", progress)
+    return next(out_dir.glob("dyldwatch-*.whl"))
+
+
+def repack_installed(out_dir: Path, dist_name: str = "dyldwatch") -> Path:
+    """Zip an installed (non-editable) distribution back into a wheel: its package files and dist-info."""
+    import base64
+    import zipfile
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError as exc:
+        raise PackagingError(f"{dist_name} is not installed in {sys.prefix}: pip install '{dist_name}[package]'") \
+            from exc
+    files = list(dist.files or ())
+    info = next((f.parts[0] for f in files if f.parts and f.parts[0].endswith(".dist-info")), None)
+    if info is None or not any(f.parts[0] == dist_name for f in files):
+        raise PackagingError(f"{dist_name} {dist.version} is installed without its files recorded "
+                             "(an editable install outside a checkout?): reinstall it from a wheel")
+    wheel = out_dir / f"{dist_name}-{dist.version}-py3-none-any.whl"
+    record: list[str] = []
+    skip_info = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(files, key=str):
+            parts = f.parts
+            if parts[0] not in (dist_name, info) or "__pycache__" in parts or f.suffix == ".pyc":
+                continue
+            if parts[0] == info and parts[-1] in skip_info:
+                continue
+            data = Path(str(f.locate())).read_bytes()
+            arc = "/".join(parts)
+            entry = zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            z.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{arc},sha256={digest},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        entry = zipfile.ZipInfo(f"{info}/RECORD", date_time=(1980, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o644 << 16
+        z.writestr(entry, "\n".join(record) + "\n", compress_type=zipfile.ZIP_DEFLATED)
+    return wheel
 
 
 def _closure_pins() -> list[str]:
@@ -206,8 +264,8 @@ def _pex_command() -> list[str]:
         return [str(exe)]
     if shutil.which("pex"):
         return ["pex"]
-    raise PackagingError(f"pex is not installed next to {sys.executable}: pip install '{PEX_REQUIREMENT}' "
-                         "(it is in dyldwatch's dev extra).")
+    raise PackagingError(f"pex is not installed next to {sys.executable}: pip install 'dyldwatch[package]' "
+                         f"(or '{PEX_REQUIREMENT}'; it is also in the dev extra).")
 
 
 def sha256_file(path: Path) -> str:
@@ -234,21 +292,12 @@ def build_artifact(platform: str, out_dir: Path, *, progress: Progress = _stderr
         raise PackagingError(f"unknown platform {platform!r}; choose one of: {', '.join(TARGETS)}")
     target = TARGETS[platform]
     pex = _pex_command()
-    root = project_root()
     dest = Path(out_dir) / platform
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"dyldwatch-{platform}-", dir=work_dir) as tmp:
         tmpd = Path(tmp)
         own, wheelhouse = tmpd / "own", tmpd / "wheelhouse"
-        progress(f"[{platform}] 1/4 building the dyldwatch wheel from {root}")
-        # From a copy: the build must not write build/ or egg-info into a tree others work in.
-        src = tmpd / "src-copy"
-        shutil.copytree(root / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(root / name, src / name)
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(own), str(src)],
-             "pip wheel dyldwatch", progress)
-        ours = next(own.glob("dyldwatch-*.whl"))
+        ours = own_wheel(own, tmpd, lambda msg: progress(f"[{platform}] 1/4 {msg}"))
         constraints = tmpd / "constraints.txt"
         constraints.write_text("\n".join(_closure_pins()) + "\n")
         progress(f"[{platform}] 2/4 downloading {target.cp} wheels for {', '.join(target.platforms)}")
@@ -266,7 +315,7 @@ def build_artifact(platform: str, out_dir: Path, *, progress: Progress = _stderr
         progress(f"[{platform}] 3/4 pex: {len(wheels)} wheels -> {dest / ARTIFACT_NAME}")
         out = dest / ARTIFACT_NAME
         _run([*pex, "--pre-resolved-dists", str(wheelhouse), "dyldwatch", "--complete-platform", str(cp_file),
-              "--python-shebang", target.shebang, "-e", "dyldwatch.packaging:artifact_main",
+              "--python-shebang", target.shebang, "-e", "dyldwatch.__main__:artifact_main",
               "--no-pre-install-wheels", "--no-emit-warnings", "-o", str(out)], f"pex ({platform})", progress)
     os.chmod(out, 0o755)
     digest = sha256_file(out)
@@ -285,89 +334,7 @@ def artifact_wheels(path: Path) -> list[str]:
                        and n.split("/")[1].endswith(".whl")})
 
 
-# --- the artifact's entry point --------------------------------------------------------------
-
-def list_tables(out: Callable[[str], None] = print) -> int:
-    """Print every table with its columns, importing our table declarations without native modules.
-
-    This runs where the native wheels cannot load (a macOS artifact checked on Linux CI) and on the
-    host itself as a smoke test: modules that fail to import are stood in for by placeholders that
-    raise on use, so the declarations (plain data) load; the last line says which natives loaded.
-    """
-    import importlib
-    import types
-
-    missing: list[str] = []
-    for mod in NATIVE_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            missing.append(f"{mod} ({exc.__class__.__name__}: {exc})")
-            top = mod.split(".")[0]
-            if top in ("apsw", "numpy", "orjson", "xattr") and top not in sys.modules:
-                sys.modules[top] = _placeholder(top, types)
-    from .tables import TABLES, load_table
-
-    for name in TABLES:
-        table = load_table(name)
-        cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
-        out(f"{table.name}\t{','.join(table.platforms)}\t{cols}")
-    out(f"# {len(TABLES)} tables; native modules: " + ("all loaded" if not missing else
-                                                      "NOT loadable here: " + "; ".join(missing)))
-    return 0 if not missing else 3
-
-
-class _Inert:
-    """Stands in for any attribute or call result of a module that has no native build here."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str) -> _Inert:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _Inert(f"{self._name}.{attr}")
-
-    def __call__(self, *args: object, **kwargs: object) -> _Inert:
-        return _Inert(f"{self._name}()")
-
-    def __getitem__(self, key: object) -> _Inert:
-        return _Inert(f"{self._name}[]")
-
-    def __repr__(self) -> str:
-        return f"<unavailable native {self._name}>"
-
-
-def _placeholder(name: str, types: Any) -> Any:
-    """A module whose every name is inert: module-level uses (np.dtype(...)) pass, nothing computes.
-
-    Used only by --list-tables, which reads declarations and exits; it never calls generate().
-    """
-    mod = types.ModuleType(name)
-    mod.__getattr__ = lambda attr: _Inert(f"{name}.{attr}")
-    mod.__path__ = []  # a package, so `from numpy import x` and submodule lookups resolve to inert names
-    return mod
-
-
-def artifact_main(argv: Sequence[str] | None = None) -> None:
-    """`dyldwatch.ext`: the osquery extension when started with --socket, else the dyldwatch CLI.
-
-    osqueryd starts autoloaded extensions with `--socket S --timeout T --interval I [--verbose]`;
-    that path skips click and the CLI's optional commands to keep cold start short.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--list-tables"]:
-        sys.exit(list_tables())
-    if args and args[0].startswith("--socket"):
-        from .extension import extension_main
-
-        sys.exit(extension_main(args))
-    from .cli import main
-
-    main(args, prog_name=ARTIFACT_NAME)
-
-
-# --- host and bundle -------------------------------------------------------------------------
+# --- host ----------------------------------------------------------------------------------------
 
 def host_platform() -> str:
     """This machine's target name (the default for `package` and `install`)."""
@@ -381,107 +348,3 @@ def host_platform() -> str:
         raise PackagingError(f"no artifact target for this machine ({name}); pass --platform, one of: "
                              f"{', '.join(TARGETS)}")
     return name
-
-
-def extension_dir() -> Path:
-    """The repository's extension/ folder: the configuration templates that ship beside the artifact."""
-    return project_root() / "extension"
-
-
-BUNDLE_README = """# dyldwatch for osquery: operator bundle
-
-Built by `dyldwatch package --bundle` (dyldwatch {version}). Full guide: docs/deploy.md in the repository.
-
-| platform | artifact | size | SHA-256 | runs with |
-|---|---|---|---|---|
-{rows}
-
-Every `dyldwatch.ext` is one file (a PEX zipapp) holding dyldwatch and all its dependencies with
-that platform's native wheels. The host needs only the interpreter named in its first line.
-On its first start it unpacks into `~/.pex` of the user running osqueryd (root: /var/root/.pex on
-macOS, /root/.pex on Linux; set PEX_ROOT to move it); later starts reuse that cache.
-
-## Folder
-- `<platform>/dyldwatch.ext`, `<platform>/dyldwatch.ext.sha256`, `SHA256SUMS` (all artifacts)
-- `osquery/linux/` and `osquery/macos/`: `extensions.load` and `osquery.flags` for each layout
-- `launchd/com.dyldwatch.osqueryd.plist`: osqueryd as a LaunchDaemon with those flags (macOS)
-- `systemd/osqueryd.service`: osqueryd with those flags (standalone Linux hosts)
-- `fleet/agent-options.yml`: the `extensions:` block for Fleet's agent options (fleetd hosts)
-- `packs/osquery/`, `packs/fleetctl/`, `packs/fleet-gitops/`: the query packs, per deployment tool
-
-## Standalone osquery host
-```sh
-sha256sum -c SHA256SUMS                       # macOS: shasum -a 256 -c SHA256SUMS
-sudo install -d -o root -m 0755 /usr/local/osquery/extensions
-sudo install -o root -m 0755 linux-x86_64/dyldwatch.ext /usr/local/osquery/extensions/dyldwatch.ext
-sudo install -o root -m 0644 osquery/linux/extensions.load osquery/linux/osquery.flags /etc/osquery/
-sudo systemctl restart osqueryd               # or: sudo cp systemd/osqueryd.service /etc/systemd/system/
-```
-macOS: the same with `macos-arm64` or `macos-x86_64`, `osquery/macos/*` into `/var/osquery/`, and
-`sudo launchctl bootstrap system launchd/com.dyldwatch.osqueryd.plist` (copied to /Library/LaunchDaemons,
-root:wheel 0644). `dyldwatch install --artifact <file>` does the same with every permission checked.
-
-## Fleet (fleetd / Orbit)
-Fleet starts target `extensions/<key>` as the file `<key>.ext`, with `platform` one of macos/linux, so
-each architecture gets its own key, narrowed by a label (see `fleet/agent-options.yml`):
-```sh
-for p in macos-arm64 macos-x86_64 linux-x86_64 linux-aarch64; do
-  key=dyldwatch_$(echo $p | tr - _); cp $p/dyldwatch.ext $key.ext
-  fleetctl updates add --path /path/to/tuf-repo --target $key.ext --name extensions/$key \\
-    --platform ${{p%%-*}} --version {version}
-done
-fleetctl apply -f fleet/agent-options.yml     # or merge its `extensions:` into your agent options
-```
-Check on a host: `SELECT name, version FROM osquery_extensions;` lists `dyldwatch`.
-"""
-
-
-def write_bundle(out_dir: Path, artifacts: Sequence[Artifact], *, progress: Progress = _stderr) -> list[Path]:
-    """Write configuration, packs and README beside the built artifacts (the operator's one folder)."""
-    from . import __version__
-    from .deploy_layout import LAYOUTS, extensions_load_text, flags_text
-
-    out_dir = Path(out_dir)
-    written: list[Path] = []
-
-    def put(rel: str, text: str) -> None:
-        p = out_dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        written.append(p)
-
-    progress("bundle: osquery, launchd, systemd and Fleet configuration")
-    for layout in LAYOUTS.values():
-        put(f"osquery/{layout.folder}/extensions.load", extensions_load_text(layout))
-        put(f"osquery/{layout.folder}/osquery.flags", flags_text(layout))
-    ext = extension_dir()
-    for rel, src in (("launchd/com.dyldwatch.osqueryd.plist", "com.dyldwatch.osqueryd.plist"),
-                     ("systemd/osqueryd.service", "osqueryd.service"),
-                     ("fleet/agent-options.yml", "fleet-agent-options.yml")):
-        if not (ext / src).is_file():
-            raise PackagingError(f"configuration template {ext / src} is missing from the checkout")
-        put(rel, (ext / src).read_text())
-    progress("bundle: packs (osquery, fleetctl, fleet-gitops)")
-    written += _build_packs(out_dir / "packs")
-    sums = "".join(f"{a.sha256}  {a.target.name}/{ARTIFACT_NAME}\n" for a in artifacts)
-    put("SHA256SUMS", sums)
-    rows = "\n".join(f"| {a.target.name} | `{a.target.name}/{ARTIFACT_NAME}` | {a.size / 1e6:.1f} MB | "
-                     f"`{a.sha256}` | {a.target.shebang} |" for a in artifacts)
-    put("README.md", BUNDLE_README.format(version=__version__, rows=rows))
-    return written
-
-
-def _build_packs(out_dir: Path) -> list[Path]:
-    """The packs as `dyldwatch build` writes them, for each deployment tool (lint must pass first)."""
-    from .packs import load_packs
-    from .packs_build import build
-    from .packs_lint import lint_paths
-
-    packs = load_packs(())
-    problems = lint_paths((), None)
-    if problems:
-        raise PackagingError("pack lint failed; no bundle written:\n" + "\n".join(map(str, problems)))
-    paths: list[Path] = []
-    for target in ("osquery", "fleetctl", "fleet-gitops"):
-        paths += build(packs, target, out_dir / target, None)
-    return paths

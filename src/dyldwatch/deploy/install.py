@@ -18,8 +18,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import deploy_layout
-from .deploy_layout import Layout, flags_text
+from . import layout as deploy_layout
+from .layout import Layout, flags_text
 
 
 class InstallError(Exception):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .tables.base import ContextError, Op, QueryContext, Table, TableUsageError
+from ..tables.base import ContextError, Op, QueryContext, Table, TableUsageError
 
 log = logging.getLogger("dyldwatch.extension")
 

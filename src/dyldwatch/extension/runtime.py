@@ -28,10 +28,11 @@ from typing import Any
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
-from . import __version__, ext_socket
-from .ext_adapter import DEFAULT_BUDGET, TablePluginAdapter, safe_text
-from .tables import all_tables
-from .tables.base import Table
+from .. import __version__
+from ..tables import all_tables
+from ..tables.base import Table
+from . import private_socket
+from .adapter import DEFAULT_BUDGET, TablePluginAdapter, safe_text
 
 log = logging.getLogger("dyldwatch.extension")
 
@@ -229,14 +230,14 @@ class ExtensionRuntime:
             listener.close()
 
     def cleanup(self) -> None:
-        ext_socket.remove(self.server_path)
+        private_socket.remove(self.server_path)
 
     def serve(self) -> None:
         """Register, then answer osqueryd on our socket until osqueryd goes away or asks us to stop."""
         Extension, _, _ = _thrift()
         self.register()
         assert self.server_path is not None
-        self.listener = ext_socket.bind_private(self.server_path, self.socket_path)
+        self.listener = private_socket.bind_private(self.server_path, self.socket_path)
         processor = Extension.Processor(self.handler)
         pfactory = protocol_factory()
         threading.Thread(target=self.watch, name="manager-watch", daemon=True).start()
@@ -273,7 +274,7 @@ class ExtensionRuntime:
 def run_extension(socket_path: str, timeout: float, interval: float, verbose: bool,
                   budget: float | None = None) -> int:
     """Entry point for `dyldwatch extension`: log to stderr (osquery collects it with --verbose)."""
-    from .ext_adapter import budget_from_env
+    from .adapter import budget_from_env
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="dyldwatch[%(process)d] %(levelname)s %(name)s: %(message)s")

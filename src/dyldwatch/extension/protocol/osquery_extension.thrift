@@ -1,7 +1,7 @@
 // The osquery extension protocol as osqueryd speaks it (field ids and types are the wire contract).
 // Our Python bindings in ./wire are generated from this file by `make thrift`, so the extension can
 // use thrift's accelerated protocol; the osquery package's older generated code cannot.
-namespace py dyldwatch.protocol.wire
+namespace py dyldwatch.extension.protocol.wire
 
 typedef map<string, string> ExtensionPluginRequest
 typedef list<map<string, string>> ExtensionPluginResponse

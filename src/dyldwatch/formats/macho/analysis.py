@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..host.source import ByteSource
+from ..source import ByteSource
 from . import constants as C
 from .model import LoadCommand, MachOSlice, Section
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from ..host.source import ByteSource
+from ..source import ByteSource
 from . import constants as C
 from .model import LoadCommand, MachHeader, MachOError, MachOSlice, Sections, SliceRef, _cname
 

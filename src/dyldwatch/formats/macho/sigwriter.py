@@ -19,7 +19,7 @@ from typing import Any
 
 from asn1crypto import algos, cms, core, keys, x509
 
-from dyldwatch.macho.der import encode_der_entitlements
+from .der import encode_der_entitlements
 
 SUPERBLOB, CODEDIRECTORY, REQUIREMENTS, ENTITLEMENTS, DER_ENTITLEMENTS, CMS = (
     0xFADE0CC0, 0xFADE0C02, 0xFADE0C01, 0xFADE7171, 0xFADE7172, 0xFADE0B01)

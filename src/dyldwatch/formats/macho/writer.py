@@ -1,4 +1,4 @@
-"""A small Mach-O writer for test fixtures: thin 32/64-bit files in either byte order, and fat wrappers.
+"""A small Mach-O writer (scenario fixtures and tests): thin 32/64-bit files in either byte order, and fat wrappers.
 
 No third-party binaries are committed; tests build exactly the structures they need here. Normal
 output is accepted by LIEF (tests/test_macho_loadcommands.py checks that), which keeps the writer
@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dyldwatch.macho import constants as C
+from . import constants as C
 
 Version = str | tuple[int, int, int] | int
 Producer = Callable[["Layout | None"], bytes]

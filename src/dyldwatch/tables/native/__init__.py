@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .clock import TIME_COLUMNS, time_table
 from .crontab import CRONTAB_COLUMNS, crontab
 from .crontab import ROOT_ENV as CRONTAB_ROOT_ENV

@@ -6,7 +6,7 @@ import time as _time
 from collections.abc import Iterator
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .osq import typed
 
 # specs/utility/time.table

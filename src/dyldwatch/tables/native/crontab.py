@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .globbing import list_files_in_directory
 from .osq import read_text, split, trim, typed
 

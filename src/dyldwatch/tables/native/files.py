@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .globbing import GLOB_ALL, GLOB_FOLDERS, GLOB_NO_CANON, resolve_file_pattern
 from .osq import typed
 

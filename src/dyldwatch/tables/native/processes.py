@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .osq import pids_from_context, read_bytes, read_text, readlink, split, split_n, stol, text, trim, typed
 
 PROC = "/proc"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ...tables.base import QueryContext
+from ..base import QueryContext
 from .osq import proc_pids, read_text, readlink, split, stol, typed
 
 PROC = "/proc"

@@ -11,7 +11,7 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.TRecursive import fix_spec
 
 import sys
-import dyldwatch.protocol.wire.Extension
+import dyldwatch.extension.protocol.wire.Extension
 import logging
 from .ttypes import *
 from thrift.Thrift import TProcessor
@@ -19,7 +19,7 @@ from thrift.transport import TTransport
 all_structs = []
 
 
-class Iface(dyldwatch.protocol.wire.Extension.Iface):
+class Iface(dyldwatch.extension.protocol.wire.Extension.Iface):
     def extensions(self):
         pass
 
@@ -60,9 +60,9 @@ class Iface(dyldwatch.protocol.wire.Extension.Iface):
         pass
 
 
-class Client(dyldwatch.protocol.wire.Extension.Client, Iface):
+class Client(dyldwatch.extension.protocol.wire.Extension.Client, Iface):
     def __init__(self, iprot, oprot=None):
-        dyldwatch.protocol.wire.Extension.Client.__init__(self, iprot, oprot)
+        dyldwatch.extension.protocol.wire.Extension.Client.__init__(self, iprot, oprot)
 
     def extensions(self):
         self.send_extensions()
@@ -247,9 +247,9 @@ class Client(dyldwatch.protocol.wire.Extension.Client, Iface):
         raise TApplicationException(TApplicationException.MISSING_RESULT, "getQueryColumns failed: unknown result")
 
 
-class Processor(dyldwatch.protocol.wire.Extension.Processor, Iface, TProcessor):
+class Processor(dyldwatch.extension.protocol.wire.Extension.Processor, Iface, TProcessor):
     def __init__(self, handler):
-        dyldwatch.protocol.wire.Extension.Processor.__init__(self, handler)
+        dyldwatch.extension.protocol.wire.Extension.Processor.__init__(self, handler)
         self._processMap["extensions"] = Processor.process_extensions
         self._processMap["options"] = Processor.process_options
         self._processMap["registerExtension"] = Processor.process_registerExtension
