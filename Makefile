@@ -33,6 +33,7 @@ test: install corpus
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install corpus
 	$(PY) bench/run.py

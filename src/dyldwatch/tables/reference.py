@@ -9,7 +9,9 @@ example that names a missing column or table fails a test, not a reader.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import all_tables
 from .base import NOT_A_KEY, ColumnOptions, Table
@@ -98,26 +100,23 @@ def check_docs(out_dir: Path) -> list[str]:
     return problems
 
 
-def check_examples(tables: list[type[Table]] | None = None) -> list[str]:
-    """Prepare every table example in the SQL session (per platform); return the failures.
+def check_examples(connect: Callable[[str], Any], tables: list[type[Table]] | None = None) -> list[str]:
+    """Prepare every table example in a SQL session per platform; return the failures.
 
-    EXPLAIN compiles the statement without running it, so no host is read; the native osquery
-    tables an example joins come from the schema facts as plain tables.
+    `connect(platform)` gives a DB-API style connection shaped like osquery (sql.session.empty_engine's
+    `.conn`); the caller passes it so this module stays below sql/. EXPLAIN compiles the statement
+    without running it, so no host is read.
     """
-    import apsw
-
-    from ..sql.session import empty_engine
-
     tables = tables if tables is not None else all_tables()
     problems = []
-    sessions: dict[str, apsw.Connection] = {}
+    sessions: dict[str, Any] = {}
     for t in tables:
         for platform in t.platforms:
             if platform not in sessions:
-                sessions[platform] = empty_engine(platform).conn
+                sessions[platform] = connect(platform)
             for sql in t.examples:
                 try:
                     sessions[platform].cursor().execute("EXPLAIN " + sql).fetchall()
-                except apsw.Error as exc:
+                except Exception as exc:  # apsw.Error from the session; any failure is a problem to report
                     problems.append(f"{t.name} example on {platform}: {exc}: {sql}")
     return problems
