@@ -141,10 +141,9 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
     def finish(row: Row) -> Row:
         data = row.get("_data") if want_details else None
         spec = row.get("_resolve") if want_resolution else None
-        # the cached row carries private inputs (_data, _resolve, _fallbacks); they never leave the table
-        out = {k: v for k, v in row.items() if k[:1] != "_"}
         if data is None and spec is None:
-            return out
+            return row
+        out = dict(row)
         if data is not None:
             out["details"] = details_json(row["cmd"], data)
         if spec is not None:
