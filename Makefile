@@ -33,6 +33,7 @@ test: install corpus
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install corpus
 	$(PY) bench/run.py
@@ -43,9 +44,9 @@ fuzz: install corpus
 # Regenerate the Thrift bindings from our IDL (needs the `thrift` compiler, Debian package thrift-compiler).
 thrift:
 	rm -rf build/thrift && mkdir -p build/thrift
-	thrift --gen py -out build/thrift src/dyldwatch/protocol/osquery_extension.thrift
-	rm -rf src/dyldwatch/protocol/wire && cp -r build/thrift/dyldwatch/protocol/wire src/dyldwatch/protocol/wire
-	rm -f src/dyldwatch/protocol/wire/*-remote
+	thrift --gen py -out build/thrift src/dyldwatch/extension/protocol/osquery_extension.thrift
+	rm -rf src/dyldwatch/extension/protocol/wire && cp -r build/thrift/dyldwatch/extension/protocol/wire src/dyldwatch/extension/protocol/wire
+	rm -f src/dyldwatch/extension/protocol/wire/*-remote
 
 # Rebuild the scenario databases from sample_dbs/scenarios (CI fails when committed ones are stale).
 samples: install

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from dyldwatch.applescript import parse_script
+from dyldwatch.formats.applescript import parse_script
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "applescript"
 

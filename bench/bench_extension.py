@@ -22,9 +22,9 @@ from thrift.protocol import TBinaryProtocol  # noqa: E402
 from thrift.transport import TSocket, TTransport  # noqa: E402
 
 from common import corpus_files, report  # noqa: E402
-from dyldwatch.ext_adapter import render_rows  # noqa: E402
-from dyldwatch.extension import ExtensionRuntime  # noqa: E402
-from dyldwatch.protocol.wire import Extension  # noqa: E402
+from dyldwatch.extension.adapter import render_rows  # noqa: E402
+from dyldwatch.extension.protocol.wire import Extension  # noqa: E402
+from dyldwatch.extension.runtime import ExtensionRuntime  # noqa: E402
 from dyldwatch.tables.base import INTEGER, TEXT, Column, QueryContext, Row, Table  # noqa: E402
 
 ROWS = 100_000

@@ -15,9 +15,9 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import best_of, corpus_files, report  # noqa: E402
-from dyldwatch.tables import macho_info, macho_load_commands  # noqa: E402
+from dyldwatch.tables import _macho, macho_info, macho_load_commands  # noqa: E402
+from dyldwatch.tables._macho import PARSE_CACHE  # noqa: E402
 from dyldwatch.tables.base import Op, QueryContext  # noqa: E402
-from dyldwatch.tables.machofiles import PARSE_CACHE  # noqa: E402
 
 _THIN = {b"\xcf\xfa\xed\xfe": ("<", 32), b"\xce\xfa\xed\xfe": ("<", 28), b"\xfe\xed\xfa\xcf": (">", 32),
          b"\xfe\xed\xfa\xce": (">", 28)}
@@ -63,7 +63,7 @@ def table_rows(table: object, files: list[str], cols: list[str] | None = None) -
 
 def clear() -> None:
     macho_load_commands.SCANNER.clear()
-    macho_info.SCANNER.clear()
+    _macho.INFO_SCANNER.clear()
     PARSE_CACHE.clear()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests"), str(Path(__file__).resolve().parents[1] / "src")]
 
-from dyldwatch.packaging import TARGETS, build_artifact, host_platform  # noqa: E402
+from dyldwatch.deploy.artifact import TARGETS, build_artifact, host_platform  # noqa: E402
 from harness import FakeOsqueryd  # noqa: E402
 
 REPEAT = 5

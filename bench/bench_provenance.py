@@ -27,9 +27,9 @@ from dyldwatch.tables.dylib_provenance import DylibProvenanceTable, process_imag
 def clear_shared_caches() -> None:
     """Empty the Mach-O tables' caches too, so 'cold' includes the signing summary's parse."""
     try:
-        from dyldwatch.tables import macho_info, machofiles
+        from dyldwatch.tables import _macho as machofiles
 
-        macho_info.SCANNER.cache.clear()
+        machofiles.INFO_SCANNER.cache.clear()
         machofiles.PARSE_CACHE.clear()
     except Exception:  # the Mach-O layer may not import yet; signing then costs nothing
         pass

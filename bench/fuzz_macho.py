@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dyldwatch.host.source import BytesSource  # noqa: E402
-from dyldwatch.macho import MachOError, read_load_commands, read_slices  # noqa: E402
+from dyldwatch.formats.macho import MachOError, read_load_commands, read_slices  # noqa: E402
+from dyldwatch.formats.source import BytesSource  # noqa: E402
 from dyldwatch.tables.base import Op, QueryContext  # noqa: E402
 from dyldwatch.tables.macho_info import MachoInfoTable  # noqa: E402
 from dyldwatch.tables.macho_load_commands import MachoLoadCommandsTable  # noqa: E402
@@ -35,14 +35,14 @@ LC_SYMTAB, LC_CODE_SIGNATURE = 0x2, 0x1D
 
 
 def writer_seeds() -> list[bytes]:
-    import machowriter as mw
+    from dyldwatch.formats.macho import writer as mw
 
     out = [mw.sample_executable().build(), mw.sample_executable(is64=False, cputype=mw.C.CPU_TYPE_X86).build(),
            mw.sample_executable(big_endian=True).build()]
     out.append(mw.fat(out[:2]))
     out.append(mw.fat(out[:2], magic64=True))
     try:
-        import sigwriter
+        from dyldwatch.formats.macho import sigwriter
 
         w = mw.sample_executable()
         w.set_code_signature(sigwriter.build_superblob("com.example.fuzz", team_id="TEAM123456", flags=0x10000,

@@ -341,7 +341,7 @@ def crontab_planted(export_env: bool = True, schedule: str = "*/5 * * * *") -> I
     temporary root (ROOT/etc/cron.d/dyldwatch-sim); point the native crontab table at it with
     DYLDWATCH_CRONTAB_ROOT=ROOT (set in os.environ for the duration when `export_env`, restored
     after) or crontab(ctx, root=ROOT). paths: root, cron_file, binary; env: the variable."""
-    from dyldwatch.host.native.crontab import ROOT_ENV
+    from dyldwatch.tables.native.crontab import ROOT_ENV
 
     with _planted_dir(None, "dyldwatch-cron-") as root:
         binary = _copy(payload(), root / "home" / "user" / ".local" / "bin" / "update-helper")

@@ -17,10 +17,11 @@ import apsw
 import lief
 import pytest
 
+from dyldwatch import resources
 from dyldwatch.packs import load_pack
 from dyldwatch.samples import _declared, _insert, build_macho
 from dyldwatch.snapshot import Runner
-from dyldwatch.sql.facts import ddl_script, project_root
+from dyldwatch.sql.facts import ddl_script
 from dyldwatch.sql.functions import register_functions
 from dyldwatch.sql.session import META_TABLE, database_engine
 from dyldwatch.tables import load_table
@@ -117,7 +118,7 @@ def _run_pack(tmp_path: Path, root: Path, exe: str) -> dict[str, list[dict[str, 
         for table, trows in rows.items():
             _insert(conn, table, _declared(load_table(table), trows))
     conn.close()
-    pack = load_pack(project_root() / "packs" / "AN0607.yaml")
+    pack = load_pack(resources.packs_dir() / "AN0607.yaml")
     engine = database_engine(db)  # executed the way osqueryd executes it
     return {q.name: engine.run(pack.render(q), interval=q.interval).rows for q in pack.queries}
 

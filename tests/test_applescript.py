@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.applescript import (
+from dyldwatch.formats.applescript import (
     MAX_DEPTH,
     MAX_OBJECTS,
     ScriptInfo,

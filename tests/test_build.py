@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from dyldwatch.cli_packs import build
-from dyldwatch.deploy_layout import LAYOUTS, extensions_load_text, flags_text
+from dyldwatch.deploy.layout import LAYOUTS, extensions_load_text, flags_text
 from dyldwatch.packs import load_packs, load_site
 from dyldwatch.packs_build import build as build_target
 from dyldwatch.packs_lint import session_for

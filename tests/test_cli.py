@@ -10,9 +10,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from dyldwatch.cli import main
+from dyldwatch.formats.macho import writer as mw
 from dyldwatch.tables import TABLES
-
-from . import machowriter as mw
 
 
 def run(*args: str) -> tuple[int, str]:

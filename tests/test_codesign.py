@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.macho.codesign import CodeSignature, CodeSignatureError, parse_code_signature
-from dyldwatch.macho.der import DerError, decode_der_entitlements, encode_der_entitlements
-
-from .sigwriter import (
+from dyldwatch.formats.macho.codesign import CodeSignature, CodeSignatureError, parse_code_signature
+from dyldwatch.formats.macho.der import DerError, decode_der_entitlements, encode_der_entitlements
+from dyldwatch.formats.macho.sigwriter import (
     CMS,
     DER_ENTITLEMENTS,
     ENTITLEMENTS,

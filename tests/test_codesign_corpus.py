@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.macho.codesign import (
+from dyldwatch.formats.macho.codesign import (
     CD_VERSION_LIMIT,
     LAUNCH_CONSTRAINT_MAGIC,
     CodeSignatureError,
     parse_code_signature,
 )
-from dyldwatch.macho.der import decode_der_entitlements, encode_der_entitlements
+from dyldwatch.formats.macho.der import decode_der_entitlements, encode_der_entitlements
+from dyldwatch.formats.macho.sigwriter import blob, superblob
+from dyldwatch.tables._macho import INFO_SCANNER as SCANNER
+from dyldwatch.tables._macho import PARSE_CACHE
 from dyldwatch.tables.base import QueryContext
-from dyldwatch.tables.macho_info import SCANNER, MachoInfoTable
-from dyldwatch.tables.machofiles import PARSE_CACHE
+from dyldwatch.tables.macho_info import MachoInfoTable
 
 from .corpus_files import code_signature_span, copy_to, corpus_file, split_superblob
-from .sigwriter import blob, superblob
 
 pytest.importorskip("lief")
 pytestmark = pytest.mark.corpus

@@ -115,7 +115,7 @@ def test_pathless_text_without_encryption_info_stays_a_finding() -> None:
 
 
 def test_encrypted_ranges_reads_lc_encryption_info(tmp_path: Path) -> None:
-    from .machowriter import sample_executable
+    from dyldwatch.formats.macho.writer import sample_executable
 
     w = sample_executable()
     w.add_encryption_info(cryptoff=0x4000, cryptsize=0x1000, cryptid=1)

@@ -31,7 +31,7 @@ from dyldwatch.host.darwin_proc import (
     user_tag_name,
     walk_regions,
 )
-from dyldwatch.host.processes import finding_reason
+from dyldwatch.host.regions import finding_reason
 from dyldwatch.tables.base import Op, QueryContext
 from dyldwatch.tables.process_images import ProcessImagesTable
 from dyldwatch.tables.rwx_regions import RwxRegionsTable

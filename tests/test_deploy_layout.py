@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.deploy_layout import LAYOUTS, extensions_load_text, flags, flags_text, layout_for
-from dyldwatch.install import InstallError
-from dyldwatch.install import layout_for as install_layout_for
+from dyldwatch import resources
+from dyldwatch.deploy.install import InstallError
+from dyldwatch.deploy.install import layout_for as install_layout_for
+from dyldwatch.deploy.layout import LAYOUTS, extensions_load_text, flags, flags_text, layout_for
 
 from .harness import ROOT
 
 EXT = ROOT / "extension"
+TEMPLATES = resources.templates_dir()
 
 
 def test_layouts_follow_osquery_default_paths() -> None:
@@ -48,11 +50,11 @@ def test_shipped_samples_are_the_generated_linux_files() -> None:
 def test_service_templates_take_flags_only_from_the_flagfile() -> None:
     """launchd and systemd start osqueryd with the layout's flagfile; no extension flag is repeated there."""
     mac, linux = layout_for("darwin"), layout_for("linux")
-    plist = plistlib.loads((EXT / "com.dyldwatch.osqueryd.plist").read_bytes())
+    plist = plistlib.loads((TEMPLATES / "com.dyldwatch.osqueryd.plist").read_bytes())
     args = plist["ProgramArguments"]
     assert args[0] == mac.osqueryd and f"--flagfile={mac.flags}" in args
     assert not [a for a in args if a.startswith("--extensions_")]
-    unit = (EXT / "osqueryd.service").read_text()
+    unit = (TEMPLATES / "osqueryd.service").read_text()
     exec_start = re.search(r"^ExecStart=(.*?)(?<!\\)$", unit, re.M | re.S)
     assert exec_start is not None
     command = exec_start.group(1)
@@ -61,7 +63,7 @@ def test_service_templates_take_flags_only_from_the_flagfile() -> None:
 
 
 def test_nothing_else_spells_the_extension_flags() -> None:
-    """The flags are written only by deploy_layout (a second writer would drift)."""
+    """The flags are written only by deploy/layout.py (a second writer would drift)."""
     writers = [p.relative_to(ROOT) for p in (ROOT / "src" / "dyldwatch").rglob("*.py")
                if "--extensions_timeout" in p.read_text() or "extensions_timeout=" in p.read_text()]
-    assert writers == [Path("src/dyldwatch/deploy_layout.py")]
+    assert writers == [Path("src/dyldwatch/deploy/layout.py")]

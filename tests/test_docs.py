@@ -8,9 +8,14 @@ from typing import ClassVar
 from click.testing import CliRunner
 
 from dyldwatch.cli import main
-from dyldwatch.docs import check_docs, check_examples, render_docs, table_page
+from dyldwatch.sql.session import empty_engine
 from dyldwatch.tables import TABLES, load_table
 from dyldwatch.tables.base import REQUIRED, TEXT, Column, Table
+from dyldwatch.tables.reference import check_docs, check_examples, render_docs, table_page
+
+
+def _connect(platform: str):
+    return empty_engine(platform).conn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +26,7 @@ def test_committed_table_docs_are_current() -> None:
 
 
 def test_every_example_prepares() -> None:
-    assert check_examples() == []
+    assert check_examples(_connect) == []
 
 
 def test_a_broken_example_is_reported() -> None:
@@ -35,7 +40,7 @@ def test_a_broken_example_is_reported() -> None:
         def generate(self, ctx):  # type: ignore[no-untyped-def]
             return iter(())
 
-    problems = check_examples([Broken])
+    problems = check_examples(_connect, [Broken])
     assert len(problems) == 1 and "no_such_column" in problems[0]
 
 

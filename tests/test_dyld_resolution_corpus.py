@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from dyldwatch.formats.macho import constants as C
+from dyldwatch.formats.macho import read_load_commands, read_slices
 from dyldwatch.host.files import FileSource
-from dyldwatch.macho import constants as C
-from dyldwatch.macho import read_load_commands, read_slices
+from dyldwatch.tables._macho import PARSE_CACHE
 from dyldwatch.tables.base import QueryContext
 from dyldwatch.tables.macho_load_commands import SCANNER, MachoLoadCommandsTable
-from dyldwatch.tables.machofiles import PARSE_CACHE
 
 from .corpus_files import copy_to, corpus_file
 

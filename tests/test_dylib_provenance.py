@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dyldwatch.formats.provenance import PROVENANCE_XATTRS
 from dyldwatch.host import quarantine_events, xattrs
 from dyldwatch.host.statx import birth_time, statx_available
 from dyldwatch.host.xattrs import XattrValues, get_value, read_xattrs
-from dyldwatch.provenance import PROVENANCE_XATTRS
 from dyldwatch.tables import load_table
 from dyldwatch.tables.base import Op, QueryContext
 from dyldwatch.tables.dylib_provenance import DylibProvenanceTable, foreign_root, image_paths

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from dyldwatch.extension import ExtensionRuntime
+from dyldwatch.extension.runtime import ExtensionRuntime
 from dyldwatch.tables.base import INDEX, INTEGER, REQUIRED, TEXT, Column, QueryContext, Row, Table
 
 from .harness import ExtensionConnection, FakeOsqueryd, constraint, context
@@ -146,7 +146,7 @@ def test_accelerated_protocol_is_used_when_thrift_has_its_c_extension() -> None:
     pytest.importorskip("thrift.protocol.fastbinary")
     from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
 
-    from dyldwatch.extension import protocol_factory
+    from dyldwatch.extension.runtime import protocol_factory
 
     assert isinstance(protocol_factory(), TBinaryProtocolAcceleratedFactory)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from dyldwatch.formats.macho import writer as mw
+from dyldwatch.formats.macho.sigwriter import build_superblob
 from dyldwatch.tables import TABLES, load_table
 
-from . import machowriter as mw
 from .harness import ROOT, FakeOsqueryd, constraint, context, extension_command, running_extension
-from .sigwriter import build_superblob
 
 EQ, LIKE = 2, 65
 

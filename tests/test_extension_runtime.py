@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.deploy_layout import flags, layout_for
+from dyldwatch.deploy.layout import flags, layout_for
+from dyldwatch.formats.macho import writer as mw
 
-from . import machowriter as mw
 from .harness import ROOT, FakeOsqueryd, constraint, context, extension_command, running_extension
 
 EQ, LIKE = 2, 65
@@ -166,7 +166,7 @@ def test_the_autoloaded_path_imports_only_what_registration_needs(tmp_path: Path
                          capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert out.returncode == 1 and "cannot connect" in out.stderr
     loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    assert "dyldwatch.tables.machofiles" in loaded  # the table modules loaded (import_module'd ones are not listed)
-    heavy = {"numpy", "click", "rich", "apsw", "yaml", "asn1crypto", "dyldwatch.macho.analysis",
-             "dyldwatch.macho.loadcommands", "dyldwatch.macho.codesign", "dyldwatch.cli"}  # resolve.py is pure and light
+    assert "dyldwatch.tables._macho" in loaded  # the table modules loaded (import_module'd ones are not listed)
+    heavy = {"numpy", "click", "rich", "apsw", "yaml", "asn1crypto", "dyldwatch.formats.macho.analysis",
+             "dyldwatch.formats.macho.loadcommands", "dyldwatch.formats.macho.codesign", "dyldwatch.cli"}  # resolve.py is pure and light
     assert not heavy & loaded, sorted(heavy & loaded)

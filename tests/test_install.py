@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dyldwatch.cli import main
-from dyldwatch.install import InstallError, plan_install
+from dyldwatch.deploy.install import InstallError, plan_install
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="checks root ownership; run as root")
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import livehost
-from dyldwatch.host.native import rows
 from dyldwatch.tables.base import Op, QueryContext
+from dyldwatch.tables.native import rows
 from dyldwatch.tables.process_images import ProcessImagesTable
 from dyldwatch.tables.rwx_regions import RwxRegionsTable
 
@@ -87,7 +87,7 @@ def test_e_ld_preload_allowlisted_first_entry() -> None:
 
 
 def test_f_crontab_points_at_planted_binary() -> None:
-    from dyldwatch.host.native.crontab import ROOT_ENV
+    from dyldwatch.tables.native.crontab import ROOT_ENV
 
     before = os.environ.get(ROOT_ENV)
     with livehost.crontab_planted() as sim:

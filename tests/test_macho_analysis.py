@@ -9,12 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dyldwatch.host.source import BytesSource
-from dyldwatch.macho import MachOError, SliceAnalysis, analyze_slice, read_load_commands, read_slices
-from dyldwatch.macho import constants as C
-from dyldwatch.macho.analysis import byte_entropy, count_cstrings, shannon_entropy
-
-from .machowriter import MachOWriter, Sym, fat, sample_executable
+from dyldwatch.formats.macho import MachOError, SliceAnalysis, analyze_slice, read_load_commands, read_slices
+from dyldwatch.formats.macho import constants as C
+from dyldwatch.formats.macho.analysis import byte_entropy, count_cstrings, shannon_entropy
+from dyldwatch.formats.macho.writer import MachOWriter, Sym, fat, sample_executable
+from dyldwatch.formats.source import BytesSource
 
 FLAVOURS = [
     pytest.param(dict(is64=True, big_endian=False), id="64le"),
@@ -70,7 +69,7 @@ def test_text_entropy_is_over_the_whole_text_segment(flavour: dict) -> None:
 
 
 def test_text_entropy_spans_several_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dyldwatch.macho import analysis
+    from dyldwatch.formats.macho import analysis
 
     monkeypatch.setattr(analysis, "CHUNK", 1001)  # odd chunk size: pairs straddle chunk edges
     w = MachOWriter()

@@ -7,9 +7,9 @@ from pathlib import Path
 import lief
 import pytest
 
-from dyldwatch.host.source import BytesSource
-from dyldwatch.macho import analyze_slice, read_load_commands, read_slices
-from dyldwatch.macho import constants as C
+from dyldwatch.formats.macho import analyze_slice, read_load_commands, read_slices
+from dyldwatch.formats.macho import constants as C
+from dyldwatch.formats.source import BytesSource
 
 pytestmark = pytest.mark.corpus
 lief.logging.disable()

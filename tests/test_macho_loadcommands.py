@@ -8,8 +8,7 @@ import struct
 import lief
 import pytest
 
-from dyldwatch.host.source import BytesSource
-from dyldwatch.macho import (
+from dyldwatch.formats.macho import (
     MachOError,
     MachOSlice,
     analyze_slice,
@@ -17,9 +16,9 @@ from dyldwatch.macho import (
     read_load_commands,
     read_slices,
 )
-from dyldwatch.macho import constants as C
-
-from .machowriter import MachOWriter, Sym, fat, fat_header, pack_version, sample_executable
+from dyldwatch.formats.macho import constants as C
+from dyldwatch.formats.macho.writer import MachOWriter, Sym, fat, fat_header, pack_version, sample_executable
+from dyldwatch.formats.source import BytesSource
 
 lief.logging.disable()
 

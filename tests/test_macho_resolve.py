@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dyldwatch.macho import in_shared_cache_path, resolve_install_name
-from dyldwatch.macho.resolve import rpath_candidates
+from dyldwatch.formats.macho import in_shared_cache_path, resolve_install_name
+from dyldwatch.formats.macho.resolve import rpath_candidates
 
 APP = "/Applications/App.app/Contents/MacOS/App"
 PLUGIN = "/Applications/App.app/Contents/PlugIns/p.bundle/Contents/MacOS/p"
@@ -99,7 +99,7 @@ def test_in_shared_cache_path(path: str, expected: bool) -> None:
 
 # --- dyld's rules beyond the file's own LC_RPATHs ------------------------------------------------
 
-from dyldwatch.macho.resolve import fallback_candidates, needs_fallbacks, physical_path, resolve_dylib  # noqa: E402
+from dyldwatch.formats.macho.resolve import fallback_candidates, needs_fallbacks, physical_path, resolve_dylib  # noqa: E402
 
 
 def test_physical_path_applies_dotdot_after_the_symlink() -> None:
@@ -147,8 +147,8 @@ def test_dyld_shared_cache_prefixes(path: str) -> None:
 
 
 def test_one_shared_cache_list() -> None:
-    from dyldwatch.macho.resolve import SHARED_CACHE_PREFIXES
-    from dyldwatch.provenance import DARWIN_SHARED_CACHE_PREFIXES, is_system_path
+    from dyldwatch.formats.macho.resolve import SHARED_CACHE_PREFIXES
+    from dyldwatch.formats.provenance import DARWIN_SHARED_CACHE_PREFIXES, is_system_path
 
     assert tuple(p.rstrip("/") for p in SHARED_CACHE_PREFIXES) == DARWIN_SHARED_CACHE_PREFIXES
     assert is_system_path("/System/DriverKit/usr/lib/libc++.dylib", "darwin", exists=False)

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.tables import macho_info, macho_load_commands
+from dyldwatch.formats.macho import writer as mw
+from dyldwatch.tables import _macho, macho_load_commands
+from dyldwatch.tables._macho import PARSE_CACHE, signing_summary
 from dyldwatch.tables.base import Op, QueryContext
-from dyldwatch.tables.macho_info import MachoInfoTable, signing_summary
+from dyldwatch.tables.macho_info import MachoInfoTable
 from dyldwatch.tables.macho_load_commands import MachoLoadCommandsTable
-from dyldwatch.tables.machofiles import PARSE_CACHE
-
-from . import machowriter as mw
 
 EQ, LIKE = Op.EQUALS, Op.LIKE
 
@@ -30,12 +29,12 @@ def rows(table: object, **cons: list[tuple[int, str]]) -> list[dict]:
 @pytest.fixture(autouse=True)
 def fresh_caches() -> None:
     macho_load_commands.SCANNER.clear()
-    macho_info.SCANNER.clear()
+    _macho.INFO_SCANNER.clear()
     PARSE_CACHE.clear()
 
 
 def test_info_row_for_a_signed_fat_binary(tmp_path: Path) -> None:
-    sigwriter = pytest.importorskip("sigwriter")
+    sigwriter = pytest.importorskip("dyldwatch.formats.macho.sigwriter")
     w = mw.sample_executable()
     w.set_code_signature(sigwriter.build_superblob(
         "com.example.tool", team_id="ABCDE12345", flags=0x10000,
@@ -165,9 +164,9 @@ def test_repeated_query_is_served_from_cache_and_invalidated_by_change(tmp_path:
     p.write_bytes(mw.sample_executable().build())
     table = MachoInfoTable()
     (before,) = rows(table, path=[(EQ, str(p))])
-    hits = macho_info.SCANNER.cache.hits
+    hits = _macho.INFO_SCANNER.cache.hits
     rows(table, path=[(EQ, str(p))])
-    assert macho_info.SCANNER.cache.hits == hits + 1
+    assert _macho.INFO_SCANNER.cache.hits == hits + 1
     w = mw.sample_executable()
     w.add_rpath("/tmp/planted")
     p.write_bytes(w.build())

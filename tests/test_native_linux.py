@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from dyldwatch.host.native import NATIVE_LINUX, NATIVE_LINUX_COLUMNS, rows
-from dyldwatch.host.native.crontab import cron_row, crontab
-from dyldwatch.host.native.files import filename, lsperms, parent_path
-from dyldwatch.host.native.osq import cast, split, split_n
-from dyldwatch.host.native.sockets import decode_address, parse_inet, parse_unix
 from dyldwatch.sql.facts import native_tables
 from dyldwatch.tables.base import Op, QueryContext
+from dyldwatch.tables.native import NATIVE_LINUX, NATIVE_LINUX_COLUMNS, rows
+from dyldwatch.tables.native.crontab import cron_row, crontab
+from dyldwatch.tables.native.files import filename, lsperms, parent_path
+from dyldwatch.tables.native.osq import cast, split, split_n
+from dyldwatch.tables.native.sockets import decode_address, parse_inet, parse_unix
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc")
 SLEEP = shutil.which("sleep") or "/bin/sleep"

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dyldwatch.deploy_layout import LAYOUTS, extensions_load_text, flags_text
-from dyldwatch.packaging import (
+from dyldwatch.deploy.artifact import (
     ARTIFACT_NAME,
     TARGETS,
     Artifact,
     artifact_wheels,
     build_artifact,
     compatible_tags,
-    write_bundle,
 )
+from dyldwatch.deploy.bundle import write_bundle
+from dyldwatch.deploy.layout import LAYOUTS, extensions_load_text, flags_text
 from dyldwatch.tables import TABLES
 from harness import FakeOsqueryd, constraint, context
 

@@ -9,7 +9,7 @@ import pytest
 
 from dyldwatch.host import paths
 from dyldwatch.host.paths import expand_paths, like_to_glob
-from dyldwatch.tables.base import Op, QueryContext
+from dyldwatch.tables.base import Op, QueryContext, path_constraints
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def paths_for(**cons: list[tuple[int, str]]) -> list[str]:
-    return [r.path for r in expand_paths(QueryContext.build(cons))]
+    return [r.path for r in expand_paths(path_constraints(QueryContext.build(cons)))]
 
 
 def test_like_percent_is_one_level(tree: Path) -> None:
@@ -50,15 +50,15 @@ def test_glob_metacharacters_in_names_are_literal(tree: Path) -> None:
 
 
 def test_directory_lists_entries_and_equals_is_explicit(tree: Path) -> None:
-    reqs = list(expand_paths(QueryContext.build({"directory": [(Op.EQUALS, f"{tree}/a")],
-                                                 "path": [(Op.EQUALS, "/nonexistent")]})))
+    reqs = list(expand_paths(path_constraints(QueryContext.build({"directory": [(Op.EQUALS, f"{tree}/a")],
+                                                                  "path": [(Op.EQUALS, "/nonexistent")]}))))
     assert reqs[0].path == "/nonexistent" and reqs[0].explicit
     assert {r.path for r in reqs[1:]} == {f"{tree}/a/one.dylib", f"{tree}/a/two.dylib"}
     assert not any(r.explicit for r in reqs[1:])
 
 
 def test_expansion_is_bounded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    got = list(expand_paths(QueryContext.build({"path": [(Op.LIKE, f"{tree}/%%")]}), limit=3))
+    got = list(expand_paths(path_constraints(QueryContext.build({"path": [(Op.LIKE, f"{tree}/%%")]})), limit=3))
     assert len(got) == 3
     monkeypatch.setattr(paths, "MAX_DEPTH", 2)
     got = paths_for(path=[(Op.LIKE, f"{tree}/a/%%")])
@@ -74,8 +74,8 @@ def test_bundle_directories_are_one_object(tree: Path) -> None:
     (tree / "a" / "tool.scptd" / "Contents" / "main.scpt").write_bytes(b"x")
     for cons in ({"path": [(Op.LIKE, f"{tree}/a/%")]}, {"path": [(Op.LIKE, f"{tree}/a/%%")]},
                  {"directory": [(Op.EQUALS, f"{tree}/a")]}):
-        got = [r.path for r in expand_paths(QueryContext.build(cons), bundles=(".scptd", ".app"))]
+        got = [r.path for r in expand_paths(path_constraints(QueryContext.build(cons)), bundles=(".scptd", ".app"))]
         assert f"{tree}/a/tool.scptd" in got
         assert not any("main.scpt" in p for p in got)
-    plain = [r.path for r in expand_paths(QueryContext.build({"path": [(Op.LIKE, f"{tree}/a/%%")]}))]
+    plain = [r.path for r in expand_paths(path_constraints(QueryContext.build({"path": [(Op.LIKE, f"{tree}/a/%%")]})))]
     assert f"{tree}/a/tool.scptd/Contents/main.scpt" in plain

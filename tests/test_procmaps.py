@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from dyldwatch.host.processes import (
+from dyldwatch.host.procmaps import MapsParseError, classify, parse_maps, parse_maps_line, parse_regions
+from dyldwatch.host.regions import (
     REASON_ANON,
     REASON_DELETED,
     REASON_MEMFD,
@@ -15,7 +16,6 @@ from dyldwatch.host.processes import (
     finding_reason,
     group_images,
 )
-from dyldwatch.host.procmaps import MapsParseError, classify, parse_maps, parse_maps_line, parse_regions
 
 # Lines as the kernel writes them (padding after the inode up to column 73, trailing space on anon).
 MAPS = """\

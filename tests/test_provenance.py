@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dyldwatch.provenance import (
+from dyldwatch.formats.provenance import (
     PathFact,
     decode_provenance,
     decode_quarantine,

@@ -17,7 +17,7 @@ FORMATS = click.Choice(["table", "json", "csv"])
 
 
 def _render(columns: Sequence[str], rows: list[Sequence[Any]], fmt: str, title: str | None = None) -> None:
-    from .cli import render
+    from .cli.render import render
 
     if fmt == "table":  # rich reads [brackets] as markup; messages such as "[linux] ..." must show as typed
         from rich.markup import escape

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .sql.facts import expand_platforms, project_root
+from . import resources
+from .sql.facts import expand_platforms
 from .yamlloc import Located, YamlError, load_located
 
 T = TypeVar("T")
 
-PACKS_DIR = project_root() / "packs"
+PACKS_DIR = resources.packs_dir()
 KNOB_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 ID_RE = re.compile(r"^AN\d{4}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .deploy_layout import LAYOUTS, extensions_load_text, flags_text
+from .deploy.layout import LAYOUTS, extensions_load_text, flags_text
 from .packs import Pack, Query
 from .sql.facts import OUR_TABLES
 

@@ -20,14 +20,15 @@ from typing import Any
 
 import apsw
 
+from . import resources
 from .packs import Expectation, Pack, PackError, Problem, Query, load_all
 from .sql.engine import Engine, Flags
-from .sql.facts import PLATFORMS, all_tables, ddl_script, project_root, tables_for
+from .sql.facts import PLATFORMS, all_tables, ddl_script, tables_for
 from .sql.session import META_TABLE, database_engine, database_meta
 from .yamlloc import Located, YamlError, load_located
 
-SAMPLES_DIR = project_root() / "sample_dbs"
-SCENARIOS_DIR = SAMPLES_DIR / "scenarios"
+SAMPLES_DIR = resources.samples_dir()
+SCENARIOS_DIR = resources.scenarios_dir()
 _SCENARIO_FIELDS = ("name", "platform", "description", "now", "tables", "fixtures", "generate")
 _GENERATE_FIELDS = ("table", "path")
 _FIXTURE_FIELDS = ("path", "macho", "absent", "host", "xattrs")
@@ -300,7 +301,7 @@ def stale(db_dir: Path = SAMPLES_DIR, directory: Path = SCENARIOS_DIR) -> list[s
 #   generate:
 #     - {table: macho_info, path: /Users/alice/Library/%%}
 #
-# The files are written with tests/machowriter.py under a temporary root that mirrors the scenario
+# The files are written with dyldwatch.formats.macho.writer under a temporary root that mirrors the scenario
 # paths; the real tables run there (snapshot.Runner, which resolves install names under the root
 # and strips it from every value). `host` holds what a build machine cannot reproduce (owner, birth
 # and change times, writability of the host's directories): mode and mtime are applied to the file
@@ -346,23 +347,10 @@ def check_recipe(recipe: dict[str, Any]) -> None:
 
 
 def _test_helpers() -> tuple[Any, Any]:
-    """tests/machowriter.py and tests/sigwriter.py, imported by path: samples are built in a checkout."""
-    import importlib.util
-    import sys
+    """The Mach-O writer and code-signature writer (dyldwatch.formats.macho), shipped with the package."""
+    from .formats.macho import sigwriter, writer
 
-    tests = project_root() / "tests"
-    out = []
-    for name in ("machowriter", "sigwriter"):
-        mod = sys.modules.get(f"_dyldwatch_fixture_{name}")
-        if mod is None:
-            spec = importlib.util.spec_from_file_location(f"_dyldwatch_fixture_{name}", tests / f"{name}.py")
-            if spec is None or spec.loader is None or not (tests / f"{name}.py").exists():
-                raise RuntimeError(f"the fixture generator needs {tests / (name + '.py')} (a source checkout)")
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = mod
-            spec.loader.exec_module(mod)
-        out.append(mod)
-    return out[0], out[1]
+    return writer, sigwriter
 
 
 def _stream(seed: str, n: int) -> bytes:
@@ -445,7 +433,7 @@ def _xattr_values(spec: dict[str, Any]) -> dict[str, bytes]:
     """Raw attribute values for a fixture's `xattrs:` (quarantine, where_froms, origin_url, …)."""
     import plistlib
 
-    from .provenance import (
+    from .formats.provenance import (
         PROVENANCE_XATTR,
         QUARANTINE_XATTR,
         WHERE_FROMS_XATTR,

@@ -85,7 +85,7 @@ def _maps_reference(pid: int) -> list[tuple[int, int, str, str]]:
 def check_linux_rwx_regions() -> CheckResult:
     """rwx_regions for this process vs /proc/self/maps: every W+X or executable anonymous mapping."""
     from .host.linux_proc import LinuxProcessReader
-    from .host.processes import finding_reason
+    from .host.regions import finding_reason
 
     with _ExecMapping() as m:
         pid = os.getpid()
@@ -102,7 +102,7 @@ def check_linux_rwx_regions() -> CheckResult:
 def check_linux_process_images() -> CheckResult:
     """process_images paths for this process vs the executable file mappings of /proc/self/maps."""
     from .host.linux_proc import LinuxProcessReader
-    from .host.processes import group_images
+    from .host.regions import group_images
 
     pid = os.getpid()
     ours = {i.path for i in group_images(LinuxProcessReader().image_regions(pid))}
@@ -206,7 +206,7 @@ def _codesign_fields(text: str) -> dict[str, str | None]:
 
 def check_macos_codesign(path: str | None = None) -> CheckResult:
     """macho_info's signing columns vs `codesign -dvvv`, and its entitlements vs `--entitlements - --der`."""
-    from .macho.der import DerError, decode_der_entitlements
+    from .formats.macho.der import DerError, decode_der_entitlements
     from .tables.base import QueryContext
     from .tables.macho_info import MachoInfoTable
 

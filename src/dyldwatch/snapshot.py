@@ -95,7 +95,7 @@ def load_command_rows(ctx: QueryContext, root: str = "") -> Iterator[Row]:
     use the stripped paths and `exists` looks under `root`, so a scenario or a mounted image
     resolves as it would on its own machine.
     """
-    from .macho import in_shared_cache_path, resolve_install_name
+    from .formats.macho import in_shared_cache_path, resolve_install_name
     from .tables.macho_load_commands import _RESOLVED, SCANNER, MachoLoadCommandsTable
 
     wanted = frozenset(MachoLoadCommandsTable.column_names()) - frozenset(_RESOLVED)
@@ -140,8 +140,8 @@ class Runner:
         return DylibProvenanceTable(**kw)
 
     def provenance_rows(self, ctx: QueryContext) -> Iterator[Row]:
+        from .formats.provenance import is_system_path
         from .host.pathfacts import path_facts
-        from .provenance import is_system_path
 
         for row in self.provenance_table().generate(ctx):
             rooted = row["path"]

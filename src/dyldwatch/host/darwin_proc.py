@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .processes import MAX_PID, Region
+from .regions import MAX_PID, Region
 
 log = logging.getLogger(__name__)
 
@@ -406,8 +406,8 @@ _PAGE = 0x4000
 
 def encrypted_ranges(path: str) -> list[tuple[int, int]]:
     """The LC_ENCRYPTION_INFO(_64) ranges with a non-zero cryptid in the file at `path` (file offsets)."""
-    from ..macho import MachOError, read_load_commands, read_slices
-    from ..macho import constants as C
+    from ..formats.macho import MachOError, read_load_commands, read_slices
+    from ..formats.macho import constants as C
     from .files import FileProblem, FileSource
 
     out: list[tuple[int, int]] = []

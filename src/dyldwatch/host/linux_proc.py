@@ -12,8 +12,8 @@ import logging
 import os
 from collections.abc import Iterator
 
-from .processes import MAX_PID, Region
 from .procmaps import parse_regions
+from .regions import MAX_PID, Region
 
 log = logging.getLogger(__name__)
 

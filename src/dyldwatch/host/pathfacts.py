@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..provenance import PathFact
+from ..formats.provenance import PathFact
 
 #: Per-query memo: directory -> facts of it and every directory above it (siblings share parents).
 DirMemo = dict[str, tuple[PathFact, ...]]

@@ -6,6 +6,7 @@
 - `path LIKE '/dir/%%'`: everything below /dir, recursively (bounded; symlinked directories are
   not followed, so a link loop cannot make the walk endless).
 - `directory = '/dir'`: the entries of /dir.
+The caller hands over plain lists (PathConstraints); tables.base translates a query context into them.
 Pattern and directory expansions skip directories; the caller decides what to do with other
 non-candidates (e.g. a file that is not Mach-O) because only it knows what a candidate is.
 """
@@ -17,8 +18,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from ..tables.base import Op, QueryContext
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +134,23 @@ def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) 
         yield entry.path
 
 
+@dataclass(frozen=True)
+class PathConstraints:
+    """What a query asked for, as plain values: `path =`/`IN` values, `path LIKE` patterns,
+    `directory =` values and `directory LIKE` patterns."""
+
+    paths: tuple[str, ...] = ()
+    path_likes: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()
+    directory_likes: tuple[str, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.paths or self.path_likes or self.directories or self.directory_likes)
+
+
 def expand_paths(
-    ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory", limit: int = MAX_FILES,
-    bundles: tuple[str, ...] = (),
+    cons: PathConstraints, *, limit: int = MAX_FILES, bundles: tuple[str, ...] = (),
 ) -> Iterator[PathRequest]:
     """Files named by the query's path and directory constraints, de-duplicated, bounded.
 
@@ -150,15 +163,15 @@ def expand_paths(
             seen.add(path)
             yield PathRequest(path, explicit)
 
-    for path in ctx.equals(path_column):
+    for path in cons.paths:
         yield from emit(path, True)
-    for pattern in ctx.like(path_column):
+    for pattern in cons.path_likes:
         for hit in _expand_like(pattern, budget, bundles):
             yield from emit(hit, False)
-    for directory in ctx.equals(directory_column):
+    for directory in cons.directories:
         for hit in _list_dir(directory, budget, bundles):
             yield from emit(hit, False)
-    for pattern in ctx.get(directory_column, Op.LIKE):
+    for pattern in cons.directory_likes:
         globbed, recursive = like_to_glob(pattern)
         for d in sorted(glob.iglob(globbed)):
             if not _is_dir(d):
@@ -167,12 +180,3 @@ def expand_paths(
                 yield from emit(hit, False)
     if budget[0] <= 0:
         log.warning("path expansion stopped at %d files; narrow the path constraint", limit)
-
-
-def has_path_constraint(ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory") -> bool:
-    return bool(
-        ctx.equals(path_column)
-        or ctx.like(path_column)
-        or ctx.equals(directory_column)
-        or ctx.get(directory_column, Op.LIKE)
-    )

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .processes import Region
+from .regions import Region
 
 DELETED_SUFFIX = " (deleted)"
 

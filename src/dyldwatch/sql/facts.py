@@ -9,11 +9,11 @@ facts come from osquery's specs, shipped in `dyldwatch/data/osquery_schema.json`
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
+
+from .. import resources
 
 PLATFORMS = ("darwin", "linux")
 
@@ -64,17 +64,9 @@ class TableFacts:
         return f'CREATE TABLE IF NOT EXISTS "{self.name}" ({cols});'
 
 
-def project_root() -> Path:
-    """The source checkout this module lives in (for developer commands that write into it)."""
-    return Path(__file__).resolve().parents[3]
-
-
 def schema_path() -> Path:
-    """Where the native facts live: `$DYLDWATCH_SCHEMA`, else the copy shipped in the package."""
-    env = os.environ.get("DYLDWATCH_SCHEMA")
-    if env:
-        return Path(env)
-    return Path(str(resources.files("dyldwatch") / "data" / "osquery_schema.json"))
+    """Where the native facts live (see resources.schema_path: `$DYLDWATCH_SCHEMA`, else package data)."""
+    return resources.schema_path()
 
 
 def _options(column: dict[str, object]) -> int:

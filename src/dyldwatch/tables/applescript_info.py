@@ -12,12 +12,25 @@ import os
 from collections.abc import Iterator
 from typing import ClassVar
 
-from ..applescript import ScriptInfo, is_compiled_script, parse_script, script_paths_in_bundle
+from ..formats.applescript import ScriptInfo, is_compiled_script, parse_script, script_paths_in_bundle
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
-from ..host.paths import expand_paths, has_path_constraint
+from ..host.paths import expand_paths
 from ..host.statx import birth_time
-from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table, error_row
+from .base import (
+    BIGINT,
+    DIRECTORY_KEY,
+    INTEGER,
+    PATH_KEY,
+    TEXT,
+    Column,
+    QueryContext,
+    Row,
+    Table,
+    error_row,
+    has_path_constraint,
+    path_constraints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +112,7 @@ class AppleScriptInfoTable(Table):
         if not has_path_constraint(ctx):
             log.warning("applescript_info: no path or directory constraint; returning no rows")
             return
-        for req in expand_paths(ctx, bundles=BUNDLES):
+        for req in expand_paths(path_constraints(ctx), bundles=BUNDLES):
             if os.path.isdir(req.path):
                 if not req.path.rstrip("/").endswith(BUNDLES):
                     if req.explicit:

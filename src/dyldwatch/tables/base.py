@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
 from typing import Any, ClassVar
 
+from ..host.paths import PathConstraints
+
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
@@ -277,3 +279,15 @@ def error_row(path: str, message: str, **extra: Any) -> Row:
     import os
 
     return {"path": path, "directory": os.path.dirname(path), "error": message, **extra}
+
+
+def path_constraints(ctx: QueryContext, *, path_column: str = "path",
+                     directory_column: str = "directory") -> PathConstraints:
+    """The query's path and directory constraints as plain lists for host.paths.expand_paths."""
+    return PathConstraints(tuple(ctx.equals(path_column)), tuple(ctx.like(path_column)),
+                           tuple(ctx.equals(directory_column)), tuple(ctx.get(directory_column, Op.LIKE)))
+
+
+def has_path_constraint(ctx: QueryContext, *, path_column: str = "path", directory_column: str = "directory") -> bool:
+    """True when the query names files (osquery's `file` table rule: no constraint, no rows)."""
+    return path_constraints(ctx, path_column=path_column, directory_column=directory_column).any

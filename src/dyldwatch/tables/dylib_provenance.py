@@ -19,14 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..host import quarantine_events
-from ..host.cache import BoundedCache
-from ..host.files import FileKey, describe_mode, os_error_message
-from ..host.pathfacts import DirMemo, path_facts
-from ..host.paths import expand_paths, has_path_constraint
-from ..host.statx import birth_time
-from ..host.xattrs import XattrValues, read_xattrs
-from ..provenance import (
+from ..formats.provenance import (
     PROVENANCE_XATTR,
     PROVENANCE_XATTRS,
     QUARANTINE_XATTR,
@@ -44,6 +37,14 @@ from ..provenance import (
     platform_of,
     where_froms_json,
 )
+from ..host import quarantine_events
+from ..host.cache import BoundedCache
+from ..host.files import FileKey, describe_mode, os_error_message
+from ..host.pathfacts import DirMemo, path_facts
+from ..host.paths import expand_paths
+from ..host.statx import birth_time
+from ..host.xattrs import XattrValues, read_xattrs
+from ._macho import signing_summary as macho_signing_summary
 from .base import (
     BIGINT,
     DIRECTORY_KEY,
@@ -56,8 +57,9 @@ from .base import (
     QueryContext,
     Row,
     Table,
+    has_path_constraint,
+    path_constraints,
 )
-from .macho_info import signing_summary as macho_signing_summary
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class MappedImage:
 def process_images(pid: int) -> list[MappedImage]:
     """Executable images of `pid` via the shared process reader ([] when it is gone or unreadable)."""
     try:
-        from ..host.processes import group_images, process_reader
+        from ..host.processes import process_reader
+        from ..host.regions import group_images
     except ImportError as exc:  # pragma: no cover - the process layer ships with the package
         log.info("process images unavailable: %s", exc)
         return []
@@ -273,7 +276,7 @@ class DylibProvenanceTable(Table):
                         row["error"] = f"{row['error']}; {note}" if row["error"] else note
                     yield row
             return
-        for req in expand_paths(ctx):
+        for req in expand_paths(path_constraints(ctx)):
             yield self.row(req.path, want_signing=want_signing, memo=memo, real_memo=real_memo)
 
     # ---------------------------------------------------------------------------- one file

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, ClassVar
 import orjson
 
 from ..host.files import FileProblem, FileSource
+from ._macho import MachOScanner, ParsedFile
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
-from .machofiles import MachOScanner, ParsedFile
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
-    from ..macho import MachOSlice
-    from ..macho.resolve import Resolution
+    from ..formats.macho import MachOSlice
+    from ..formats.macho.resolve import Resolution
 
 DYLIB_COMMANDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
@@ -41,7 +41,7 @@ def details_json(cmd_name: str, data: dict | None) -> str | None:
 
 
 def _build(sl: MachOSlice) -> tuple[str | None, str | None]:
-    from ..macho import constants as C
+    from ..formats.macho import constants as C
     """(sdk, platform) of a slice, LC_BUILD_VERSION winning over LC_VERSION_MIN_*."""
     build = sl.first(C.LC_BUILD_VERSION)
     if build is not None and build.data:
@@ -60,8 +60,8 @@ def link_flags(kind: str, data: dict | None) -> str:
 
 
 def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
-    from ..macho import constants as C
-    from ..macho.resolve import needs_fallbacks
+    from ..formats.macho import constants as C
+    from ..formats.macho.resolve import needs_fallbacks
     directory = os.path.dirname(path)
     arch = sl.ref.arch
     rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
@@ -112,7 +112,7 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
     want_resolution = any(ctx.uses(c) for c in _RESOLVED)
     if not (want_details or want_resolution):
         return None
-    from ..macho.resolve import bundle_main_executable, physical_path, resolve_dylib
+    from ..formats.macho.resolve import bundle_main_executable, physical_path, resolve_dylib
 
     known: dict[str, bool] = {}
     real: dict[str, str] = {}
@@ -172,7 +172,7 @@ def _json_text(text: str) -> str:
 
 def resolution_columns(res: Resolution) -> Row:
     """The resolution columns of one dylib row."""
-    from ..macho import in_shared_cache_path
+    from ..formats.macho import in_shared_cache_path
 
     found = res.exists
     return {
@@ -189,7 +189,7 @@ def resolution_columns(res: Resolution) -> Row:
 
 def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
     """LC_RPATHs of a bundle's main executable for one arch (its first slice when `arch` is absent)."""
-    from .machofiles import parse_file
+    from ._macho import parse_file
 
     try:
         with FileSource(exe, max_size=2 << 30) as src:

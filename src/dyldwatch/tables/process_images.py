@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-from ..host.processes import ProcessReader, group_images, process_reader
+from ..host.processes import ProcessReader, process_reader
+from ..host.regions import group_images
 from .base import BIGINT, INTEGER, PID_KEY, TEXT, Column, QueryContext, Row, Table
 
 

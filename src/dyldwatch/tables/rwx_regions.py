@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..host.linux_proc import WRITE_SEALS
-from ..host.processes import ProcessReader, Region, finding_reason, process_reader
+from ..host.processes import ProcessReader, process_reader
+from ..host.regions import Region, finding_reason
 from .base import BIGINT, INTEGER, PID_KEY, TEXT, Column, QueryContext, Row, Table
 
 
