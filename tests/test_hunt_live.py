@@ -59,7 +59,7 @@ def home_tmp() -> Iterator[None]:
 
 def test_preloaded_hook_from_dev_shm_with_a_connection_and_a_crontab_entry(packs, tmp_path: Path,
                                                                            monkeypatch) -> None:
-    from dyldwatch.host.native.crontab import ROOT_ENV
+    from dyldwatch.tables.native.crontab import ROOT_ENV
 
     with livehost.ld_preload_shm() as sim:
         cron = tmp_path / "etc" / "cron.d" / "sim"

@@ -3,7 +3,7 @@
 The engine is the same one `validate` uses (osquery's planner contract, value conversion and
 functions), so a finding here is what the scheduled pack would log inside osqueryd. On Linux the
 native tables come from /proc and the file system with osquery's Linux column semantics
-(host/native); on macOS only our tables are live, and queries that read native tables are listed
+(tables/native); on macOS only our tables are live, and queries that read native tables are listed
 as skipped (run them in `osqueryi --extension`).
 """
 
@@ -56,7 +56,7 @@ def native_sources(platform: str) -> dict[str, Source]:
     """The native tables this host can fill without osquery (Linux: from /proc and the file system)."""
     if platform != "linux" or not sys.platform.startswith("linux"):
         return {}
-    from .host.native import NATIVE_LINUX
+    from .tables.native import NATIVE_LINUX
 
     facts = tables_for("linux")
     return {name: LiveTable(facts[name], gen) for name, gen in NATIVE_LINUX.items() if name in facts}

@@ -647,7 +647,7 @@ def validate(packs: list[Pack], dbs: Iterable[str | Path], sites: Mapping[str, M
     with explicit `--db` paths, such expectations are skipped. A query that fails inside osquery
     (an SQL error, a required column left unconstrained) fails every expectation it takes part in.
     """
-    from .deploy_layout import EVENTS_EXPIRY
+    from .deploy.layout import EVENTS_EXPIRY
 
     flags = flags or Flags(events_expiry=EVENTS_EXPIRY)  # the flags `build` generates for osqueryd
     metas = [database_meta(db) for db in dbs]
