@@ -19,7 +19,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from harness import ExtensionConnection, running_extension  # noqa: E402
+from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
+
+from dyldwatch.protocol.wire import Extension as Wire  # noqa: E402
+from harness import running_extension  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -39,9 +43,15 @@ class Call:
 class Extension:
     """One running extension and a connection to it, calls timed and accounted."""
 
-    def __init__(self, pid: int, conn: ExtensionConnection) -> None:
+    def __init__(self, pid: int, socket_path: str) -> None:
         self.pid = pid
-        self.conn = conn
+        sock = TSocket.TSocket(unix_socket=socket_path)
+        sock.setTimeout(600_000)  # calls may run longer than the harness client's 120 s
+        self.transport = TTransport.TBufferedTransport(sock)
+        # osqueryd decodes answers in C++; the accelerated reader is the closest Python gets to it,
+        # so the client's own decoding does not dominate what is measured.
+        self.client = Wire.Client(TBinaryProtocol.TBinaryProtocolAccelerated(self.transport))
+        self.transport.open()
 
     def cpu(self) -> float:
         with open(f"/proc/{self.pid}/stat") as fh:
@@ -76,7 +86,7 @@ class Extension:
         self.reset_peak()
         cpu0 = self.cpu()
         t = time.perf_counter()
-        resp = self.conn.generate(table, text)
+        resp = self.client.call("table", table, {"action": "generate", "context": text})
         seconds = time.perf_counter() - t
         return Call(seconds, self.cpu() - cpu0, len(resp.response), self.peak_mb(), resp.status.code,
                     resp.status.message)
@@ -86,9 +96,13 @@ class Extension:
 def extension(budget: float = 290.0) -> Iterator[Extension]:
     """A fresh extension process (cold table caches) with a generous generate budget."""
     with tempfile.TemporaryDirectory() as tmp, running_extension(
-            tmp, interval=5, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (_, proc, conn):
-        conn.transport._TBufferedTransport__trans.setTimeout(600_000)  # calls longer than harness's 120 s
-        yield Extension(proc.pid, conn)
+            tmp, interval=5, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
+        uuid = manager.handler.registrations[-1].uuid
+        ext = Extension(proc.pid, f"{manager.path}.{uuid}")
+        try:
+            yield ext
+        finally:
+            ext.transport.close()
 
 
 def eq(column: str, *values: str) -> dict[str, Any]:
