@@ -1,14 +1,19 @@
 """macho_info: one row per architecture slice: identity, build, symbols, strings, entropy, signature.
 
 This is the deep read (code signature, __cstring, __TEXT entropy); it reads only the byte ranges
-those columns need, never the whole file at once.
+the query's columns need, never the whole file at once: a query for the signing columns reads
+headers, load commands and signature blobs, and no __TEXT. Each costly part of a row is computed
+when a query first reads one of its columns and cached with the file's rows (COLUMN_PARTS).
+
+`error` reports the problems of the parts the query's columns needed (and any parse error): a
+query that does not read text_entropy is not told that __TEXT lies outside the slice.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from ..host.files import FileSource
@@ -16,6 +21,7 @@ from .base import BIGINT, DIRECTORY_KEY, DOUBLE, INTEGER, PATH_KEY, TEXT, Column
 from .machofiles import MachOScanner, ParsedFile
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..ext_wire import RowEncoder
     from ..macho import MachOSlice
     from ..macho.codesign import CodeSignature
 
@@ -50,11 +56,63 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
     }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
-def slice_row(src: FileSource, sl: MachOSlice) -> Row:
+#: The analysis part (macho.analysis.PARTS) each costly column needs; other columns come from the
+#: header and cost nothing beyond the parse.
+COLUMN_PARTS: dict[str, str] = {
+    "uuid": "build", "min_os": "build", "sdk": "build", "platform": "build", "encrypted": "build",
+    "has_symtab": "symbols", "nsyms": "symbols", "nsyms_external": "symbols",
+    "nsyms_imports": "imports", "strings_count": "strings", "text_entropy": "text", "packer_markers": "packers",
+    **dict.fromkeys(("signed", "signature_type", "signing_id", "team_id", "cdhash", "cd_flags", "hardened_runtime",
+                     "entitlements", "authority", "launch_constraints"), "signature"),
+}
+ALL_PARTS = frozenset(COLUMN_PARTS.values())
+#: The order problems are reported in (the order the analysis reads the file).
+_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signature")
+#: A row's problems per part, kept with the cached row so `error` can name those the query needs.
+_PROBLEMS = "_problems"
+
+
+def parts_for(ctx: QueryContext) -> frozenset[str]:
+    """The analysis parts the query's columns need (all of them when osquery sent no colsUsed)."""
+    if ctx.cols_used is None:
+        return ALL_PARTS
+    return frozenset(part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used)
+
+
+def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
+    """One part's columns of one slice, and the problems met computing them."""
     from ..macho import MachOError, analyze_slice
 
+    try:
+        a = analyze_slice(src, sl, (part,))
+    except MachOError as exc:
+        return {}, (str(exc),)
+    problems = list(a.problems)
+    cols: Row
+    if part == "build":
+        cols = {"uuid": a.uuid, "min_os": a.min_os, "sdk": a.sdk, "platform": a.platform,
+                "encrypted": 1 if a.encrypted else 0}
+    elif part == "symbols":
+        cols = {"has_symtab": 1 if a.has_symtab else 0, "nsyms": a.nsyms, "nsyms_external": a.nsyms_external}
+    elif part == "imports":
+        cols = {"nsyms_imports": a.nsyms_imports}
+    elif part == "strings":
+        cols = {"strings_count": a.strings_count}
+    elif part == "text":
+        cols = {"text_entropy": a.text_entropy}
+    elif part == "packers":
+        cols = {"packer_markers": _json(list(a.packer_markers)) if a.packer_markers else None}
+    else:
+        cols, problem = signature_columns(a.code_signature)
+        if problem:
+            problems.append(problem)
+    return cols, tuple(problems)
+
+
+def header_row(src: FileSource, sl: MachOSlice) -> Row:
+    """The columns every query gets at the cost of the parse alone."""
     path = src.path
-    row: Row = {
+    return {
         "path": path,
         "directory": os.path.dirname(path),
         "arch": sl.ref.arch,
@@ -65,36 +123,49 @@ def slice_row(src: FileSource, sl: MachOSlice) -> Row:
         "slice_offset": sl.ref.offset,
         "slice_size": sl.ref.size,
         "size": src.size,
+        _PROBLEMS: {},
     }
-    problems: list[str] = []
-    try:
-        a = analyze_slice(src, sl)
-    except MachOError as exc:
-        row["error"] = str(exc)
-        return row
-    row.update(
-        uuid=a.uuid, min_os=a.min_os, sdk=a.sdk, platform=a.platform,
-        has_symtab=1 if a.has_symtab else 0, nsyms=a.nsyms, nsyms_external=a.nsyms_external,
-        nsyms_imports=a.nsyms_imports, strings_count=a.strings_count, text_entropy=a.text_entropy,
-        encrypted=1 if a.encrypted else 0, packer_markers=_json(list(a.packer_markers)) if a.packer_markers else None,
-    )
-    problems.extend(a.problems or ())
-    sig, problem = signature_columns(a.code_signature)
-    row.update(sig)
-    if problem:
-        problems.append(problem)
-    row["error"] = "; ".join(problems) or None
+
+
+def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS, prior: Row | None = None) -> Row:
+    """A slice's row with `parts` computed on top of `prior` (the same slice's earlier row), as cached:
+    problems kept per part until finish_row picks those a query needs."""
+    row = dict(prior) if prior is not None else header_row(src, sl)
+    problems = dict(row[_PROBLEMS])
+    for part in (p for p in _ORDER if p in parts):
+        cols, found = part_columns(src, sl, part)
+        row.update(cols)
+        problems[part] = found
+    row[_PROBLEMS] = problems
     return row
 
 
-def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
-    for sl in parsed.slices:
-        yield slice_row(src, sl)
+def finish_row(row: Row, parts: frozenset[str]) -> Row:
+    """`error` for a query needing `parts`: the parse error, then those parts' problems in order."""
+    problems = row.get(_PROBLEMS)
+    if problems is None:  # an error row: its error stands
+        return row
+    found = [p for part in _ORDER if part in parts for p in problems.get(part, ())]
+    out = {k: v for k, v in row.items() if k != _PROBLEMS}
+    out["error"] = "; ".join(found) or None
+    return out
+
+
+def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = ALL_PARTS,
+             prior: tuple[Row, ...] | None = None) -> Iterator[Row]:
+    for i, sl in enumerate(parsed.slices):
+        yield slice_row(src, sl, parts, prior[i] if prior is not None else None)
     if parsed.error:
         yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
 
 
-SCANNER = MachOScanner("macho_info", rows_for)
+def finisher(ctx: QueryContext) -> Callable[[Row], Row]:
+    """Sets `error` from the problems of the parts this query's columns need."""
+    parts = parts_for(ctx)
+    return lambda row: finish_row(row, parts)
+
+
+SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for)
 
 
 def signing_summary(path: str) -> tuple[str | None, str | None]:
@@ -106,7 +177,7 @@ def signing_summary(path: str) -> tuple[str | None, str | None]:
 
     kinds: list[str] = []
     teams: list[str] = []
-    for row in SCANNER.scan(_Ctx.build({"path": [(2, path)]})):
+    for row in SCANNER.scan(_Ctx.build({"path": [(2, path)]}, ("path", "signature_type", "team_id"))):
         if row.get("signature_type"):
             kinds.append(row["signature_type"])
             if row.get("team_id"):
@@ -173,3 +244,7 @@ class MachoInfoTable(Table):
 
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         return SCANNER.scan(ctx)
+
+    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """Encoded rows for the extension, reused for unchanged files (see MachOScanner.scan_wire)."""
+        return SCANNER.scan_wire(ctx, encoder)
