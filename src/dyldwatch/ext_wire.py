@@ -30,6 +30,8 @@ _MAP_HEAD = struct.Struct(">bbi")
 _FIELD = struct.Struct(">bh")
 _LIST_HEAD = struct.Struct(">bi")
 _LEN = struct.Struct(">i")
+#: Rows written to the socket at a time when an answer is large.
+_BATCH = 4096
 
 
 class _Map:
@@ -166,7 +168,13 @@ class EncodedResponse:
         trans.write(_FIELD.pack(TType.STRUCT, 1))  # ExtensionResponse.status
         self.status.write(oprot)
         trans.write(_FIELD.pack(TType.LIST, 2) + _LIST_HEAD.pack(TType.MAP, len(self.rows)))
-        trans.write(b"".join(self.rows))
+        # Sent in pieces: joining a large answer whole, then copying it into the transport's
+        # buffer, would hold it three times. An unframed stream may be flushed mid-message.
+        rows = self.rows
+        for start in range(0, len(rows), _BATCH):
+            trans.write(b"".join(rows[start:start + _BATCH]))
+            if len(rows) > _BATCH:
+                trans.flush()
         trans.write(b"\x00\x00")  # end of ExtensionResponse, end of call_result
 
 

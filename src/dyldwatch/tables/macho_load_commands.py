@@ -208,7 +208,9 @@ def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
     return tuple(slices[0].rpaths) if slices else ()
 
 
-SCANNER = MachOScanner("macho_load_commands", rows_for, finisher, live=live, live_columns=_RESOLVED)
+#: Load-command rows carry their decoded fields (for `details`) and are many per file: half the rows.
+SCANNER = MachOScanner("macho_load_commands", rows_for, finisher, live=live, live_columns=_RESOLVED,
+                       cache_rows=8_000)
 
 
 class MachoLoadCommandsTable(Table):
