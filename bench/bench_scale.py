@@ -51,7 +51,8 @@ def warm(ext, scratch: str) -> None:
 
 
 def line(name: str, call: Call, files: int) -> None:
-    report(f"{name}: {call.rows} rows, {files} files", call.seconds, "s")
+    cut = " (CUT: answer cap or budget reached)" if call.cut else ""
+    report(f"{name}: {call.rows} rows, {files} files{cut}", call.seconds, "s")
     report("  per file", call.seconds / files * 1e6, "us/file")
     report("  rows/s through the socket", call.rows / call.seconds, "rows/s")
     report("  peak RSS", call.peak_mb, "MB", f"< {RSS_LIMIT:g} MB", call.peak_mb < RSS_LIMIT)

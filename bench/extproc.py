@@ -38,6 +38,7 @@ class Call:
     peak_mb: float
     status: int
     message: str
+    cut: bool = False  # the last row says the walk was cut (time budget or answer cap)
 
 
 class Extension:
@@ -88,8 +89,9 @@ class Extension:
         t = time.perf_counter()
         resp = self.client.call("table", table, {"action": "generate", "context": text})
         seconds = time.perf_counter() - t
+        last = resp.response[-1].get("error", "") if resp.response else ""
         return Call(seconds, self.cpu() - cpu0, len(resp.response), self.peak_mb(), resp.status.code,
-                    resp.status.message)
+                    resp.status.message, "walk cut after" in last)
 
 
 @contextlib.contextmanager
