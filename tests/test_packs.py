@@ -228,3 +228,17 @@ def test_a_key_given_only_an_unusable_operator_is_caught(tmp_path: Path, where: 
     sql = f"      SELECT m.path, 'low' AS severity, m.team_id AS reason FROM macho_info m WHERE {where}\n"
     problems = lint_paths([write(tmp_path, pack_text(sql, tables="[macho_info]", knobs=""))])
     assert any("only gets path op" in p.message and "returns nothing" in p.message for p in problems)
+
+
+def test_events_are_kept_for_every_recency_window_that_reads_them() -> None:
+    """A pack that looks events up over N seconds needs osquery to keep them N seconds."""
+    from dyldwatch.deploy.layout import flags, layout_for
+    from dyldwatch.packs import EVENTS_EXPIRY, load_packs
+    from dyldwatch.sql.facts import native_tables
+
+    events = {n for n, t in native_tables().items() if t.event_based}
+    for pack in load_packs():
+        if any(t in events for q in pack.queries for t in q.tables):
+            assert pack.knobs["recency_seconds"].default <= EVENTS_EXPIRY, pack.id
+    for system in ("linux", "darwin"):
+        assert dict(flags(layout_for(system)))["events_expiry"] == str(EVENTS_EXPIRY)

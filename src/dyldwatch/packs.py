@@ -25,6 +25,11 @@ KNOB_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 ID_RE = re.compile(r"^AN\d{4}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 KNOB_TYPES = ("string", "integer", "list")
+#: Seconds osquery must keep event rows (osquery/events/eventsubscriberplugin.cpp; default 3600):
+#: the packs look events up within their recency window (7 days by default, AN0057's
+#: `recency_seconds`). The generated flags set it and validate runs with it; a test holds it
+#: against every pack that reads an event table.
+EVENTS_EXPIRY = 7 * 86400
 LOGGING = ("snapshot", "differential", "differential_ignore_removals")
 
 

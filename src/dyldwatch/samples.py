@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 
 from . import resources
-from .packs import Expectation, Pack, PackError, Problem, Query, load_all
+from .packs import EVENTS_EXPIRY, Expectation, Pack, PackError, Problem, Query, load_all
 from .sql.engine import Engine, Flags
 from .sql.facts import PLATFORMS, all_tables, ddl_script, tables_for
 from .sql.session import META_TABLE, database_engine, database_meta
@@ -647,8 +647,6 @@ def validate(packs: list[Pack], dbs: Iterable[str | Path], sites: Mapping[str, M
     with explicit `--db` paths, such expectations are skipped. A query that fails inside osquery
     (an SQL error, a required column left unconstrained) fails every expectation it takes part in.
     """
-    from .deploy.layout import EVENTS_EXPIRY
-
     flags = flags or Flags(events_expiry=EVENTS_EXPIRY)  # the flags `build` generates for osqueryd
     metas = [database_meta(db) for db in dbs]
     outcomes: dict[tuple[str, str, str], QueryOutcome] = {}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from ..packs import EVENTS_EXPIRY as PACKS_EVENTS_EXPIRY
+
 EXTENSION_NAME = "dyldwatch"
 EXTENSION_DIR = "/usr/local/osquery/extensions"
 
@@ -79,10 +81,8 @@ def layout_for(system: str | None = None) -> Layout:
     return LAYOUTS[system]
 
 
-#: Seconds osquery keeps event rows (osquery/events/eventsubscriberplugin.cpp, default 3600). The packs
-#: look events up within their recency window (7 days by default, AN0057's `recency_seconds`), so the
-#: store must keep them that long; a test holds this against every pack that reads an event table.
-EVENTS_EXPIRY = 7 * 86400
+#: Seconds osquery keeps event rows: what the packs need (packs.EVENTS_EXPIRY).
+EVENTS_EXPIRY = PACKS_EVENTS_EXPIRY
 
 
 def flags(layout: Layout, *, config: bool = False) -> list[tuple[str, str]]:

@@ -33,6 +33,7 @@ from ..tables import all_tables
 from ..tables.base import Table
 from . import private_socket
 from .adapter import DEFAULT_BUDGET, TablePluginAdapter, safe_text
+from .wire import EncodedResponse, wire_processor
 
 log = logging.getLogger("dyldwatch.extension")
 
@@ -70,9 +71,13 @@ class SafeInputProtocol(TBinaryProtocol.TBinaryProtocol):
         return self.readBinary().decode("utf-8", "surrogateescape")
 
 
-def _response(code: int, message: str, rows: list[dict[str, str]]) -> Any:
+def _response(code: int, message: str, rows: list[Any]) -> Any:
+    """The call's answer; rows that are already encoded (bytes, from generate) are sent as they are."""
     _, _, tt = _thrift()
-    return tt.ExtensionResponse(status=tt.ExtensionStatus(code=code, message=safe_text(message)[0]), response=rows)
+    status = tt.ExtensionStatus(code=code, message=safe_text(message)[0])
+    if rows and isinstance(rows[0], bytes):
+        return EncodedResponse(status, rows)
+    return tt.ExtensionResponse(status=status, response=rows)
 
 
 class ExtensionHandler:
@@ -234,11 +239,10 @@ class ExtensionRuntime:
 
     def serve(self) -> None:
         """Register, then answer osqueryd on our socket until osqueryd goes away or asks us to stop."""
-        Extension, _, _ = _thrift()
         self.register()
         assert self.server_path is not None
         self.listener = private_socket.bind_private(self.server_path, self.socket_path)
-        processor = Extension.Processor(self.handler)
+        processor = wire_processor(self.handler)
         pfactory = protocol_factory()
         threading.Thread(target=self.watch, name="manager-watch", daemon=True).start()
         try:

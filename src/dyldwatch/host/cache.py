@@ -15,10 +15,15 @@ V = TypeVar("V")
 
 
 class BoundedCache(Generic[V]):
-    """Thread-safe LRU with a fixed number of entries (memory is bounded by the entry count)."""
+    """Thread-safe LRU bounded by entry count and, when `max_weight` is set, by the total weight
+    callers give their entries (rows, say): one file with thousands of load commands must not
+    count as one entry when memory is what the bound is for."""
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 4096, max_weight: int | None = None) -> None:
         self.max_entries = max_entries
+        self.max_weight = max_weight
+        self.weight = 0
+        self._weights: dict[Hashable, int] = {}
         self._data: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -34,14 +39,17 @@ class BoundedCache(Generic[V]):
             self.hits += 1
             return value
 
-    def put(self, key: Hashable, value: V) -> None:
-        if self.max_entries <= 0:
+    def put(self, key: Hashable, value: V, weight: int = 1) -> None:
+        if self.max_entries <= 0 or (self.max_weight is not None and weight > self.max_weight):
             return
         with self._lock:
+            self.weight += weight - self._weights.get(key, 0)
+            self._weights[key] = weight
             self._data[key] = value
             self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            while len(self._data) > self.max_entries or (self.max_weight is not None and self.weight > self.max_weight):
+                old, _ = self._data.popitem(last=False)
+                self.weight -= self._weights.pop(old, 0)
 
     def get_or_compute(self, key: Hashable | None, compute: Callable[[], V]) -> V:
         if key is None:
@@ -55,6 +63,8 @@ class BoundedCache(Generic[V]):
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._weights.clear()
+            self.weight = 0
             self.hits = self.misses = 0
 
     def __len__(self) -> int:

@@ -3,6 +3,12 @@
 Both Mach-O tables parse the same structure (slices and load commands); a file's parse is cached
 by its identity and version, so a join that asks for the same file twice, or a scheduled query
 over unchanged files, pays once.
+
+Work follows the columns a query reads (colsUsed): a table names the costly PARTS of its rows,
+and a file's cached rows grow part by part, so a later query that reads more columns computes
+only what is missing. The rows' Thrift encoding is cached beside them, per column set, so a
+repeated query over unchanged files costs a stat per file and a copy of bytes. Caches are bounded
+by rows, not files, so memory stays bounded whatever a directory holds.
 """
 
 from __future__ import annotations
@@ -10,16 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
 from ..host.paths import PathRequest, expand_paths
-from .base import Op, QueryContext, Row, error_row, has_path_constraint, path_constraints
+from .base import QueryContext, Row, error_row, has_path_constraint, path_constraints
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..extension.wire import Pairs, RowEncoder
     from ..formats.macho import MachOSlice
     from ..formats.macho.codesign import CodeSignature
 
@@ -68,24 +75,56 @@ def looks_like_macho(src: FileSource) -> bool:
     return src.read(0, 4) in MACHO_MAGICS
 
 
-FileRows = Callable[[FileSource, ParsedFile], Iterator[Row]]
+#: rows_for(src, parsed, parts, prior): a file's rows with `parts` computed; `prior` holds the
+#: rows of the same file version computed earlier for other parts (None the first time).
+FileRows = Callable[[FileSource, ParsedFile, frozenset[str], "tuple[Row, ...] | None"], Iterator[Row]]
+#: finisher(ctx): the step that completes a cached row for the query's columns (None: nothing to do).
+#: Its output may be cached per column set, so it must depend on nothing but the row and the columns.
 Finisher = Callable[[QueryContext], Callable[[Row], Row] | None]
+#: live(ctx): columns computed afresh for every query (file-system state), or None when not read.
+Live = Callable[[QueryContext], Callable[[Row], Row | None] | None]
+#: Rows a table's cache holds at most (a row and its encoding take about 1-2 KB).
+CACHE_ROWS = 16_000
+#: Column sets whose encoded rows one file keeps (a scheduled query reads the same set each time).
+WIRE_SETS = 2
+
+
+@dataclass(slots=True)
+class FileEntry:
+    """One file version's rows with the parts computed so far, and their encodings per column set."""
+
+    rows: tuple[Row, ...]
+    parts: frozenset[str]
+    wire: dict[frozenset[str], tuple[Pairs, ...]] = field(default_factory=dict)
 
 
 class MachOScanner:
     """Answers one Mach-O table: expands the query's paths and caches each file's rows.
 
     The row cache is checked after a single stat, before the file is opened, so a repeated query
-    over unchanged files costs a stat per file. `finisher(ctx)` gives the step that adds the per-query columns: those that depend
-    on other files (whether a referenced dylib exists), so cached rows never go stale on them, and
-    costly ones the query does not read.
+    over unchanged files costs a stat per file. `parts_for(ctx)` names the parts the query's
+    columns need. `finisher(ctx)` completes rows for the query's columns in a way that can be
+    cached with them; `live(ctx)` adds the columns that depend on other files (whether a referenced
+    dylib exists), computed for every query so they never go stale; `live_columns` names them.
     """
 
-    def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, cache_size: int = 4096) -> None:
+    def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, *,
+                 parts_for: Callable[[QueryContext], frozenset[str]] | None = None, live: Live | None = None,
+                 live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS) -> None:
         self.table = table
         self.rows_for = rows_for
         self.finisher = finisher
-        self.cache: BoundedCache[tuple[Row, ...]] = BoundedCache(cache_size)
+        self.parts_for = parts_for
+        self.live = live
+        self.live_columns = frozenset(live_columns)
+        self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
+
+    def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
+        if not has_path_constraint(ctx):
+            log.warning("%s: no path or directory constraint; returning no rows "
+                        "(try: WHERE path LIKE '/Applications/%%%%' or directory = '/usr/local/lib')", self.table)
+            return iter(())
+        return expand_paths(path_constraints(ctx))
 
     def scan(self, ctx: QueryContext) -> Iterator[Row]:
         """Rows for every Mach-O file the query names; errors become rows, never exceptions.
@@ -93,62 +132,102 @@ class MachOScanner:
         Files named by `path =` are always answered (a non-Mach-O gets an error row); files found
         by a pattern or directory listing are answered only when they carry a Mach-O magic.
         """
-        if not has_path_constraint(ctx):
-            log.warning("%s: no path or directory constraint; returning no rows "
-                        "(try: WHERE path LIKE '/Applications/%%%%' or directory = '/usr/local/lib')", self.table)
-            return
+        need = self.parts_for(ctx) if self.parts_for is not None else frozenset()
         finish = self.finisher(ctx) if self.finisher is not None else None
-        for req in expand_paths(path_constraints(ctx)):
-            rows = self._rows(req)
-            if finish is None:
-                yield from rows
-            else:
-                for row in rows:
-                    yield finish(row)
+        live = self.live(ctx) if self.live is not None else None
+        for req in self._requests(ctx):
+            for row in self._entry(req, need).rows:
+                if finish is not None:
+                    row = finish(row)
+                if live is not None:
+                    extra = live(row)
+                    if extra:
+                        row = {**row, **extra}
+                yield row
 
-    def _rows(self, req: PathRequest) -> tuple[Row, ...]:
+    def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """(path, encoded rows) per file, for the extension: what `scan` yields, encoded for the
+        query's columns; the part that does not depend on the file system now is encoded once per
+        file version and column set, and reused."""
+
+        need = self.parts_for(ctx) if self.parts_for is not None else frozenset()
+        finish = self.finisher(ctx) if self.finisher is not None else None
+        live = self.live(ctx) if self.live is not None else None
+        live_names = [n for n in encoder.names if n in self.live_columns] if live is not None else []
+        static_names = [n for n in encoder.names if n not in self.live_columns]
+        for req in self._requests(ctx):
+            entry = self._entry(req, need)
+            static = entry.wire.get(encoder.key)
+            if static is None:
+                finished = entry.rows if finish is None else [finish(r) for r in entry.rows]
+                static = tuple(encoder.encode_pairs(encoder.values(r, static_names)[0]) for r in finished)
+                if len(entry.wire) >= WIRE_SETS:
+                    entry.wire.pop(next(iter(entry.wire)))
+                entry.wire[encoder.key] = static
+            if not live_names:
+                yield req.path, tuple(encoder.row_bytes(p) for p in static)
+                continue
+            out: list[bytes] = []
+            for row, pairs in zip(entry.rows, static, strict=True):
+                extra = live(row) if live is not None else None
+                out.append(encoder.row_bytes(pairs, encoder.encode_pairs(encoder.values(extra, live_names)[0])) if extra
+                           else encoder.row_bytes(pairs))
+            yield req.path, tuple(out)
+
+    def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
         from ..formats.macho import MachOError
 
         try:
             st: os.stat_result | None = os.stat(req.path)
         except (OSError, ValueError):
             st = None  # FileSource says why
+        cached: FileEntry | None = None
         if st is not None:
             cached = self.cache.get((FileKey.of(req.path, st), req.explicit))
-            if cached is not None:
+            if cached is not None and need <= cached.parts:
                 return cached
         try:
             src = FileSource(req.path, max_size=MAX_MACHO_SIZE, pre=st)
         except FileProblem as exc:
-            return (error_row(req.path, str(exc)),)
+            return FileEntry((error_row(req.path, str(exc)),), need)
+        if cached is not None and st is not None and src.key != FileKey.of(req.path, st):
+            cached = None  # replaced between stat and open
         with src:
             try:
                 if not looks_like_macho(src):
                     rows: tuple[Row, ...] = (
                         (error_row(req.path, "not a Mach-O file (no Mach-O or fat magic)"),) if req.explicit else ()
                     )
+                    parts = need | (cached.parts if cached else frozenset())
                 else:
                     parsed = PARSE_CACHE.get(src.key)
                     if parsed is None:
                         parsed = parse_file(src)
                         PARSE_CACHE.put(src.key, parsed)
-                    rows = tuple(self.rows_for(src, parsed))
+                    prior = cached.rows if cached is not None else None
+                    todo = need - cached.parts if cached is not None else need
+                    rows = tuple(self.rows_for(src, parsed, todo, prior))
+                    parts = todo | (cached.parts if cached else frozenset())
             except FileProblem as exc:  # the file shrank or vanished mid-read: not cached
-                return (error_row(req.path, str(exc)),)
+                return FileEntry((error_row(req.path, str(exc)),), need)
             except (MachOError, ValueError, OverflowError, MemoryError) as exc:
-                rows = (error_row(req.path, f"cannot parse: {exc}"),)
-        self.cache.put((src.key, req.explicit), rows)
-        return rows
+                rows, parts = (error_row(req.path, f"cannot parse: {exc}"),), need
+        entry = FileEntry(rows, parts)
+        self.cache.put((src.key, req.explicit), entry, weight=max(1, len(rows)))
+        return entry
 
     def clear(self) -> None:
         self.cache.clear()
 
 
-#: Parsed files, shared by both Mach-O tables (a join of the two parses each file once).
-PARSE_CACHE: BoundedCache[ParsedFile] = BoundedCache(1024)
+#: Parsed files, shared by both Mach-O tables (a join of the two parses each file once). Kept
+#: small: the tables' own caches hold what a repeated query needs; this serves joins within one
+#: query, which ask for the same file within a few rows.
+PARSE_CACHE: BoundedCache[ParsedFile] = BoundedCache(64)
 
 
-# --- macho_info's rows, shared: dylib_provenance asks for signing through the same cache ----------
+# --- macho_info's rows, here so that dylib_provenance asks for signing through the same cache ---
+
 
 def _json(value: object) -> str | None:
     if value is None:
@@ -180,11 +259,63 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
     }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
-def slice_row(src: FileSource, sl: MachOSlice) -> Row:
+#: The analysis part (macho.analysis.PARTS) each costly column needs; other columns come from the
+#: header and cost nothing beyond the parse.
+COLUMN_PARTS: dict[str, str] = {
+    "uuid": "build", "min_os": "build", "sdk": "build", "platform": "build", "encrypted": "build",
+    "has_symtab": "symbols", "nsyms": "symbols", "nsyms_external": "symbols",
+    "nsyms_imports": "imports", "strings_count": "strings", "text_entropy": "text", "packer_markers": "packers",
+    **dict.fromkeys(("signed", "signature_type", "signing_id", "team_id", "cdhash", "cd_flags", "hardened_runtime",
+                     "entitlements", "authority", "launch_constraints"), "signature"),
+}
+ALL_PARTS = frozenset(COLUMN_PARTS.values())
+#: The order problems are reported in (the order the analysis reads the file).
+_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signature")
+#: A row's problems per part, kept with the cached row so `error` can name those the query needs.
+_PROBLEMS = "_problems"
+
+
+def parts_for(ctx: QueryContext) -> frozenset[str]:
+    """The analysis parts the query's columns need (all of them when osquery sent no colsUsed)."""
+    if ctx.cols_used is None:
+        return ALL_PARTS
+    return frozenset(part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used)
+
+
+def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
+    """One part's columns of one slice, and the problems met computing them."""
     from ..formats.macho import MachOError, analyze_slice
 
+    try:
+        a = analyze_slice(src, sl, (part,))
+    except MachOError as exc:
+        return {}, (str(exc),)
+    problems = list(a.problems)
+    cols: Row
+    if part == "build":
+        cols = {"uuid": a.uuid, "min_os": a.min_os, "sdk": a.sdk, "platform": a.platform,
+                "encrypted": 1 if a.encrypted else 0}
+    elif part == "symbols":
+        cols = {"has_symtab": 1 if a.has_symtab else 0, "nsyms": a.nsyms, "nsyms_external": a.nsyms_external}
+    elif part == "imports":
+        cols = {"nsyms_imports": a.nsyms_imports}
+    elif part == "strings":
+        cols = {"strings_count": a.strings_count}
+    elif part == "text":
+        cols = {"text_entropy": a.text_entropy}
+    elif part == "packers":
+        cols = {"packer_markers": _json(list(a.packer_markers)) if a.packer_markers else None}
+    else:
+        cols, problem = signature_columns(a.code_signature)
+        if problem:
+            problems.append(problem)
+    return cols, tuple(problems)
+
+
+def header_row(src: FileSource, sl: MachOSlice) -> Row:
+    """The columns every query gets at the cost of the parse alone."""
     path = src.path
-    row: Row = {
+    return {
         "path": path,
         "directory": os.path.dirname(path),
         "arch": sl.ref.arch,
@@ -195,46 +326,59 @@ def slice_row(src: FileSource, sl: MachOSlice) -> Row:
         "slice_offset": sl.ref.offset,
         "slice_size": sl.ref.size,
         "size": src.size,
+        _PROBLEMS: {},
     }
-    problems: list[str] = []
-    try:
-        a = analyze_slice(src, sl)
-    except MachOError as exc:
-        row["error"] = str(exc)
-        return row
-    row.update(
-        uuid=a.uuid, min_os=a.min_os, sdk=a.sdk, platform=a.platform,
-        has_symtab=1 if a.has_symtab else 0, nsyms=a.nsyms, nsyms_external=a.nsyms_external,
-        nsyms_imports=a.nsyms_imports, strings_count=a.strings_count, text_entropy=a.text_entropy,
-        encrypted=1 if a.encrypted else 0, packer_markers=_json(list(a.packer_markers)) if a.packer_markers else None,
-    )
-    problems.extend(a.problems or ())
-    sig, problem = signature_columns(a.code_signature)
-    row.update(sig)
-    if problem:
-        problems.append(problem)
-    row["error"] = "; ".join(problems) or None
+
+
+def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS, prior: Row | None = None) -> Row:
+    """A slice's row with `parts` computed on top of `prior` (the same slice's earlier row), as cached:
+    problems kept per part until finish_row picks those a query needs."""
+    row = dict(prior) if prior is not None else header_row(src, sl)
+    problems = dict(row[_PROBLEMS])
+    for part in (p for p in _ORDER if p in parts):
+        cols, found = part_columns(src, sl, part)
+        row.update(cols)
+        problems[part] = found
+    row[_PROBLEMS] = problems
     return row
 
 
-def info_rows(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
-    for sl in parsed.slices:
-        yield slice_row(src, sl)
+def finish_row(row: Row, parts: frozenset[str]) -> Row:
+    """`error` for a query needing `parts`: the parse error, then those parts' problems in order."""
+    problems = row.get(_PROBLEMS)
+    if problems is None:  # an error row: its error stands
+        return row
+    found = [p for part in _ORDER if part in parts for p in problems.get(part, ())]
+    out = {k: v for k, v in row.items() if k != _PROBLEMS}
+    out["error"] = "; ".join(found) or None
+    return out
+
+
+def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = ALL_PARTS,
+             prior: tuple[Row, ...] | None = None) -> Iterator[Row]:
+    for i, sl in enumerate(parsed.slices):
+        yield slice_row(src, sl, parts, prior[i] if prior is not None else None)
     if parsed.error:
         yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
 
 
-INFO_SCANNER = MachOScanner("macho_info", info_rows)
+def finisher(ctx: QueryContext) -> Callable[[Row], Row]:
+    """Sets `error` from the problems of the parts this query's columns need."""
+    parts = parts_for(ctx)
+    return lambda row: finish_row(row, parts)
+
+
+INFO_SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for)
 
 
 def signing_summary(path: str) -> tuple[str | None, str | None]:
     """(signature_type, team_id) of a Mach-O file for other tables; (None, None) for anything else.
 
-    Uses macho_info's scanner and its cache, so the signature is parsed once per file version.
+    Uses the macho_info scanner and its cache, so the signature is parsed once per file version.
     """
     kinds: list[str] = []
     teams: list[str] = []
-    for row in INFO_SCANNER.scan(QueryContext.build({"path": [(Op.EQUALS, path)]})):
+    for row in INFO_SCANNER.scan(QueryContext.build({"path": [(2, path)]}, ("path", "signature_type", "team_id"))):
         if row.get("signature_type"):
             kinds.append(row["signature_type"])
             if row.get("team_id"):

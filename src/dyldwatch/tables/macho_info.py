@@ -1,16 +1,24 @@
 """macho_info: one row per architecture slice: identity, build, symbols, strings, entropy, signature.
 
 This is the deep read (code signature, __cstring, __TEXT entropy); it reads only the byte ranges
-those columns need, never the whole file at once.
+the query's columns need, never the whole file at once: a query for the signing columns reads
+headers, load commands and signature blobs, and no __TEXT. Each costly part of a row is computed
+when a query first reads one of its columns and cached with the file's rows (COLUMN_PARTS).
+
+`error` reports the problems of the parts the query's columns needed (and any parse error): a
+query that does not read text_entropy is not told that __TEXT lies outside the slice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ._macho import INFO_SCANNER
 from .base import BIGINT, DIRECTORY_KEY, DOUBLE, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
+
+if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..extension.wire import RowEncoder
 
 
 class MachoInfoTable(Table):
@@ -67,3 +75,7 @@ class MachoInfoTable(Table):
 
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         return INFO_SCANNER.scan(ctx)
+
+    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """Encoded rows for the extension, reused for unchanged files (see MachOScanner.scan_wire)."""
+        return INFO_SCANNER.scan_wire(ctx, encoder)

@@ -17,6 +17,7 @@ from ._macho import MachOScanner, ParsedFile
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
+    from ..extension.wire import RowEncoder
     from ..formats.macho import MachOSlice
     from ..formats.macho.resolve import Resolution
 
@@ -93,7 +94,9 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
         yield row
 
 
-def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
+def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = frozenset(),
+             prior: tuple[Row, ...] | None = None) -> Iterator[Row]:
+    """Every command's row (this table has no optional parts: the load commands are the parse)."""
     for sl in parsed.slices:
         if sl.commands:
             yield from slice_rows(src.path, sl)
@@ -105,12 +108,22 @@ def rows_for(src: FileSource, parsed: ParsedFile) -> Iterator[Row]:
 
 
 def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
-    """The per-query step: `details` when the query reads it, and dylib resolution against the file
-    system as it is now (never from cache, so a dylib planted later is seen at once). Existence
-    checks are shared within one query: many binaries name the same libraries."""
-    want_details = ctx.uses("details")
-    want_resolution = any(ctx.uses(c) for c in _RESOLVED)
-    if not (want_details or want_resolution):
+    """`details` when the query reads it (depends on the row alone, so its encoding is cached)."""
+    if not ctx.uses("details"):
+        return None
+
+    def finish(row: Row) -> Row:
+        data = row.get("_data")
+        return row if data is None else {**row, "details": details_json(row["cmd"], data)}
+
+    return finish
+
+
+def live(ctx: QueryContext) -> Callable[[Row], Row | None] | None:
+    """Dylib resolution against the file system as it is now (never from cache, so a dylib
+    planted later is seen at once). Existence checks are shared within one query: many binaries
+    name the same libraries."""
+    if not any(ctx.uses(c) for c in _RESOLVED):
         return None
     from ..formats.macho.resolve import bundle_main_executable, physical_path, resolve_dylib
 
@@ -138,31 +151,26 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
             heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
         return heads[key]
 
-    def finish(row: Row) -> Row:
-        data = row.get("_data") if want_details else None
-        spec = row.get("_resolve") if want_resolution else None
-        if data is None and spec is None:
-            return row
-        out = dict(row)
-        if data is not None:
-            out["details"] = details_json(row["cmd"], data)
-        if spec is not None:
-            name, _exe, loader_path, rpaths = spec
-            top = head(loader_path, row.get("arch") or "")
-            stack: list[tuple[str, tuple[str, ...]]] = []
-            executable_path = None
-            if top is not None and physical_path(top[0]) != physical_path(loader_path):
-                executable_path = top[0]
-                stack.append(top)
-            res = resolve_dylib(name, loader_path=loader_path, rpaths=rpaths, exists=exists,
-                                executable_path=executable_path, rpath_stack=stack, realpath=realpath,
-                                fallbacks=bool(row.get("_fallbacks")))
-            out.update(resolution_columns(res))
-            # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
-            out["resolved_realpath"] = realpath(res.path) if res.exists and res.path else None
+    def resolve(row: Row) -> Row | None:
+        spec = row.get("_resolve")
+        if spec is None:
+            return None
+        name, _exe, loader_path, rpaths = spec
+        top = head(loader_path, row.get("arch") or "")
+        stack: list[tuple[str, tuple[str, ...]]] = []
+        executable_path = None
+        if top is not None and physical_path(top[0]) != physical_path(loader_path):
+            executable_path = top[0]
+            stack.append(top)
+        res = resolve_dylib(name, loader_path=loader_path, rpaths=rpaths, exists=exists,
+                            executable_path=executable_path, rpath_stack=stack, realpath=realpath,
+                            fallbacks=bool(row.get("_fallbacks")))
+        out = resolution_columns(res)
+        # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
+        out["resolved_realpath"] = realpath(res.path) if res.exists and res.path else None
         return out
 
-    return finish
+    return resolve
 
 
 def _json_text(text: str) -> str:
@@ -200,7 +208,9 @@ def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
     return tuple(slices[0].rpaths) if slices else ()
 
 
-SCANNER = MachOScanner("macho_load_commands", rows_for, finisher)
+#: Load-command rows carry their decoded fields (for `details`) and are many per file: half the rows.
+SCANNER = MachOScanner("macho_load_commands", rows_for, finisher, live=live, live_columns=_RESOLVED,
+                       cache_rows=8_000)
 
 
 class MachoLoadCommandsTable(Table):
@@ -250,3 +260,8 @@ class MachoLoadCommandsTable(Table):
 
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         return SCANNER.scan(ctx)
+
+    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """Encoded rows for the extension: a cached file's rows are encoded once per column set;
+        the resolution columns are computed and encoded for every query."""
+        return SCANNER.scan_wire(ctx, encoder)

@@ -1,20 +1,35 @@
 """Per-slice facts for the macho_info table: identity, symbols, strings, entropy, packers, signature.
 
 Each fact is read with a bounded, bounds-checked read inside the slice; a garbage offset leaves
-its field None and adds a line to `problems` instead of failing the whole slice. The __TEXT
-segment is read once, in large chunks, for both entropy and the packer-magic scan.
+its field None and adds a line to `problems` instead of failing the whole slice.
+
+The facts come in PARTS, computed only when asked for: a signing query over ten thousand files
+must not read every __TEXT segment for an entropy nobody reads. `build` needs nothing beyond the
+load commands; the others each read their own byte range. numpy loads with the first part that
+needs it (symbols without LC_DYSYMTAB, text), not with this module.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
-
-import numpy as np
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ..source import ByteSource
 from . import constants as C
 from .model import LoadCommand, MachOSlice, Section
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: What analyze_slice can compute, each independently: `build` (uuid, platform, versions,
+#: encryption: load commands only), `symbols` (LC_SYMTAB counts, the nlist walk when LC_DYSYMTAB
+#: is absent), `imports` (chained-fixups header), `strings` (__cstring), `text` (__TEXT entropy),
+#: `packers` (packer segment names and the UPX! magic in the slice's first pages), `signature`
+#: (the code-signature blob).
+PARTS = frozenset({"build", "symbols", "imports", "strings", "text", "packers", "signature"})
 
 #: Read size for the __TEXT pass.
 CHUNK = 1 << 20
@@ -30,12 +45,16 @@ PACKER_SCAN = 16 << 10
 _CHAINED_HEADER = {False: struct.Struct("<7I"), True: struct.Struct(">7I")}
 #: Bytes that count as printable inside a C string: ASCII 0x20-0x7e plus tab, newline, CR.
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
-_NLIST_DTYPE = {
-    (False, False): np.dtype([("strx", "<u4"), ("type", "u1"), ("sect", "u1"), ("desc", "<u2"), ("value", "<u4")]),
-    (True, False): np.dtype([("strx", "<u4"), ("type", "u1"), ("sect", "u1"), ("desc", "<u2"), ("value", "<u8")]),
-    (False, True): np.dtype([("strx", ">u4"), ("type", "u1"), ("sect", "u1"), ("desc", ">u2"), ("value", ">u4")]),
-    (True, True): np.dtype([("strx", ">u4"), ("type", "u1"), ("sect", "u1"), ("desc", ">u2"), ("value", ">u8")]),
-}
+
+
+@cache
+def _nlist_dtype(is64: bool, big_endian: bool) -> Any:
+    """The numpy dtype of one nlist entry (numpy loads here, at the first symbol-table walk)."""
+    import numpy as np
+
+    e = ">" if big_endian else "<"
+    return np.dtype([("strx", e + "u4"), ("type", "u1"), ("sect", "u1"), ("desc", e + "u2"),
+                     ("value", e + ("u8" if is64 else "u4"))])
 
 
 @dataclass(slots=True)
@@ -60,10 +79,14 @@ class SliceAnalysis:
     packer_markers: list[str] = field(default_factory=list)
     code_signature: bytes | None = None
     problems: list[str] = field(default_factory=list)
+    #: Which PARTS were computed; fields of the others keep their defaults and mean nothing.
+    parts: frozenset[str] = PARTS
 
 
 def shannon_entropy(counts: np.ndarray) -> float:
     """Entropy in bits per byte of a 256-bin byte histogram, rounded to 4 decimals."""
+    import numpy as np
+
     total = int(counts.sum())
     if total == 0:
         return 0.0
@@ -77,10 +100,14 @@ class _Histogram:
     __slots__ = ("pairs", "singles")
 
     def __init__(self) -> None:
+        import numpy as np
+
         self.pairs = np.zeros(65536, dtype=np.int64)
         self.singles = np.zeros(256, dtype=np.int64)
 
     def add(self, chunk: bytes) -> None:
+        import numpy as np
+
         even = len(chunk) & ~1
         if even:
             self.pairs += np.bincount(np.frombuffer(chunk, dtype=np.uint16, count=even // 2), minlength=65536)
@@ -111,9 +138,10 @@ def _read_exact(src: ByteSource, off: int, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def analyze_slice(src: ByteSource, sl: MachOSlice) -> SliceAnalysis:
-    """The macho_info facts for one parsed slice (see SliceAnalysis)."""
-    out = SliceAnalysis()
+def analyze_slice(src: ByteSource, sl: MachOSlice, parts: Collection[str] | None = None) -> SliceAnalysis:
+    """The macho_info facts for one parsed slice (see SliceAnalysis): all PARTS, or only `parts`."""
+    want = PARTS if parts is None else PARTS & frozenset(parts)
+    out = SliceAnalysis(parts=want)
     symtab: LoadCommand | None = None
     dysymtab: LoadCommand | None = None
     chained: LoadCommand | None = None
@@ -155,11 +183,18 @@ def analyze_slice(src: ByteSource, sl: MachOSlice) -> SliceAnalysis:
     if build is not None and build.data is not None:
         out.platform, out.min_os, out.sdk = build.data["platform"], build.data["minos"], build.data["sdk"]
 
-    _symbols(src, sl, symtab, dysymtab, out)
-    _imports(src, sl, chained, out)
-    _strings(src, sl, cstring, out)
-    _text(src, sl, text, out)
-    _signature(src, sl, codesig, out)
+    if "symbols" in want:
+        _symbols(src, sl, symtab, dysymtab, out)
+    if "imports" in want:
+        _imports(src, sl, chained, out)
+    if "strings" in want:
+        _strings(src, sl, cstring, out)
+    if "text" in want:
+        _text(src, sl, text, out)
+    if "packers" in want:
+        _upx(src, sl, out)
+    if "signature" in want:
+        _signature(src, sl, codesig, out)
     return out
 
 
@@ -177,7 +212,9 @@ def _symbols(src: ByteSource, sl: MachOSlice, symtab: LoadCommand | None, dysymt
     if nsyms == 0:
         out.nsyms_external = 0
         return
-    dtype = _NLIST_DTYPE[(sl.header.is64, sl.header.big_endian)]
+    import numpy as np
+
+    dtype = _nlist_dtype(sl.header.is64, sl.header.big_endian)
     count = min(nsyms, MAX_NLIST)
     if count < nsyms:
         out.problems.append(f"only the first {MAX_NLIST} of {nsyms} symbols were counted")
@@ -242,33 +279,32 @@ def _strings(src: ByteSource, sl: MachOSlice, cstring: Section | None, out: Slic
 
 
 def _text(src: ByteSource, sl: MachOSlice, text: LoadCommand | None, out: SliceAnalysis) -> None:
-    """Entropy of the __TEXT file bytes, and the UPX! magic in the slice's first pages."""
-    scan_end = min(PACKER_SCAN, sl.ref.size)
-    head: bytes | None = None
-    if text is not None and text.data is not None and text.data["filesize"] > 0:
-        fileoff, filesize = text.data["fileoff"], text.data["filesize"]
-        span = _span(sl, fileoff, filesize)
-        if span is None:
-            out.problems.append(f"__TEXT segment {fileoff:#x}+{filesize:#x} lies outside the slice")
-        else:
-            hist = _Histogram()
-            off, remaining = span
-            while remaining > 0:
-                chunk = src.read(off, min(CHUNK, remaining))
-                if not chunk:
-                    break
-                if head is None and fileoff == 0:
-                    head = chunk[:scan_end]
-                hist.add(chunk)
-                off += len(chunk)
-                remaining -= len(chunk)
-            if remaining > 0:
-                out.problems.append("file ends inside the __TEXT segment")
-            else:
-                out.text_entropy = shannon_entropy(hist.counts())
-    if head is None or len(head) < scan_end:
-        head = src.read(sl.ref.offset, scan_end)
-    if C.UPX_MAGIC in head:
+    """Entropy of the __TEXT file bytes, read in CHUNK-sized pieces."""
+    if text is None or text.data is None or text.data["filesize"] <= 0:
+        return
+    fileoff, filesize = text.data["fileoff"], text.data["filesize"]
+    span = _span(sl, fileoff, filesize)
+    if span is None:
+        out.problems.append(f"__TEXT segment {fileoff:#x}+{filesize:#x} lies outside the slice")
+        return
+    hist = _Histogram()
+    off, remaining = span
+    while remaining > 0:
+        chunk = src.read(off, min(CHUNK, remaining))
+        if not chunk:
+            break
+        hist.add(chunk)
+        off += len(chunk)
+        remaining -= len(chunk)
+    if remaining > 0:
+        out.problems.append("file ends inside the __TEXT segment")
+    else:
+        out.text_entropy = shannon_entropy(hist.counts())
+
+
+def _upx(src: ByteSource, sl: MachOSlice, out: SliceAnalysis) -> None:
+    """The UPX! magic in the slice's first PACKER_SCAN bytes (the file's head is read once anyway)."""
+    if C.UPX_MAGIC in src.read(sl.ref.offset, min(PACKER_SCAN, sl.ref.size)):
         out.packer_markers.append(C.UPX_MAGIC.decode())
 
 

@@ -1,0 +1,115 @@
+"""The real extension process as osqueryd sees it, for the socket benchmarks.
+
+Starts `python -m dyldwatch extension` against tests/harness.py's fake osqueryd, and reads the
+process's own accounting from /proc: CPU seconds (utime + stime) and peak RSS (VmHWM), which
+`reset_peak` sets back to the current RSS so each scan reports its own peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
+
+from dyldwatch.extension.protocol.wire import Extension as Wire  # noqa: E402
+from harness import running_extension  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Call:
+    """One generate call: wall seconds, extension CPU seconds, rows, and the peak RSS during it."""
+
+    seconds: float
+    cpu: float
+    rows: int
+    peak_mb: float
+    status: int
+    message: str
+    cut: bool = False  # the last row says the walk was cut (time budget or answer cap)
+
+
+class Extension:
+    """One running extension and a connection to it, calls timed and accounted."""
+
+    def __init__(self, pid: int, socket_path: str) -> None:
+        self.pid = pid
+        sock = TSocket.TSocket(unix_socket=socket_path)
+        sock.setTimeout(600_000)  # calls may run longer than the harness client's 120 s
+        self.transport = TTransport.TBufferedTransport(sock)
+        # osqueryd decodes answers in C++; the accelerated reader is the closest Python gets to it,
+        # so the client's own decoding does not dominate what is measured.
+        self.client = Wire.Client(TBinaryProtocol.TBinaryProtocolAccelerated(self.transport))
+        self.transport.open()
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+
+    def _status(self, key: str) -> float:
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def rss_mb(self) -> float:
+        return self._status("VmRSS:")
+
+    def peak_mb(self) -> float:
+        return self._status("VmHWM:")
+
+    def reset_peak(self) -> None:
+        """VmHWM back to the current RSS (Linux clear_refs 5), so the next peak is the next call's."""
+        with open(f"/proc/{self.pid}/clear_refs", "w") as fh:
+            fh.write("5")
+
+    def generate(self, table: str, constraints: list[dict[str, Any]], cols: list[str] | None) -> Call:
+        """One call exactly as osqueryd makes it (context JSON with colsUsed and its bitset)."""
+        doc: dict[str, Any] = {"constraints": constraints}
+        if cols is not None:
+            doc["colsUsed"] = cols
+            doc["colsUsedBitset"] = (1 << len(cols)) - 1
+        text = json.dumps(doc)
+        self.reset_peak()
+        cpu0 = self.cpu()
+        t = time.perf_counter()
+        resp = self.client.call("table", table, {"action": "generate", "context": text})
+        seconds = time.perf_counter() - t
+        last = resp.response[-1].get("error", "") if resp.response else ""
+        return Call(seconds, self.cpu() - cpu0, len(resp.response), self.peak_mb(), resp.status.code,
+                    resp.status.message, "walk cut after" in last)
+
+
+@contextlib.contextmanager
+def extension(budget: float = 290.0) -> Iterator[Extension]:
+    """A fresh extension process (cold table caches) with a generous generate budget."""
+    with tempfile.TemporaryDirectory() as tmp, running_extension(
+            tmp, interval=5, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
+        uuid = manager.handler.registrations[-1].uuid
+        ext = Extension(proc.pid, f"{manager.path}.{uuid}")
+        try:
+            yield ext
+        finally:
+            ext.transport.close()
+
+
+def eq(column: str, *values: str) -> dict[str, Any]:
+    return {"name": column, "list": [{"op": 2, "expr": v} for v in values], "affinity": "TEXT"}
+
+
+def like(column: str, pattern: str) -> dict[str, Any]:
+    return {"name": column, "list": [{"op": 65, "expr": pattern}], "affinity": "TEXT"}

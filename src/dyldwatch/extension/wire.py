@@ -1,0 +1,219 @@
+"""Rows in the form they cross the socket: Thrift binary map<string,string>, encoded once.
+
+osqueryd cannot stream an extension's answer: the whole ExtensionResponse is one Thrift message,
+so every row is held until the call returns. Holding a row as its encoded bytes (a few hundred
+bytes) instead of a dict of str (about a kilobyte) keeps a large answer small, and a row encoded
+once can be sent again as is: the Mach-O tables keep the bytes of a cached file's rows and reuse
+them while the file and the query's columns are unchanged. A row is kept in two halves when part
+of it is computed per query (dylib resolution): `Pairs` are concatenable key/value runs, and
+`row_bytes` puts a map header in front of any number of them.
+
+Only the columns the query reads (colsUsed) are sent, and a None value is left out: osquery turns
+a missing key into NULL (osquery/sql/dynamic_table_row.cpp) and SQLite reads no other column.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from thrift.Thrift import TMessageType, TType
+
+from ..tables.base import QueryContext, Table
+
+log = logging.getLogger("dyldwatch.extension")
+
+_MAP_HEAD = struct.Struct(">bbi")
+_FIELD = struct.Struct(">bh")
+_LIST_HEAD = struct.Struct(">bi")
+_LEN = struct.Struct(">i")
+#: Rows written to the socket at a time when an answer is large.
+_BATCH = 4096
+
+
+class _Map:
+    """A one-field struct whose field is the row map: fastbinary encodes it in C."""
+
+    __slots__ = ("m",)
+    thrift_spec = (None, (1, TType.MAP, "m", (TType.STRING, "UTF8", TType.STRING, "UTF8", False), None))
+
+
+try:
+    from thrift.protocol.fastbinary import encode_binary as _encode_binary
+except ImportError:  # pragma: no cover - thrift without its C extension
+    _encode_binary = None
+_SPEC = [_Map, _Map.thrift_spec]
+#: field header (3 bytes) and map header (6 bytes) before the pairs, struct stop (1 byte) after.
+_SKIP = _FIELD.size + _MAP_HEAD.size
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Encoded key/value pairs of (part of) one row: `count` entries in `data`."""
+
+    count: int
+    data: bytes
+
+
+EMPTY = Pairs(0, b"")
+
+
+def encode_pairs(values: Mapping[str, str]) -> Pairs:
+    """Wire strings (already UTF-8 safe, no None) as concatenable Thrift map entries."""
+    if not values:
+        return EMPTY
+    if _encode_binary is not None:
+        holder = _Map()
+        holder.m = values
+        return Pairs(len(values), _encode_binary(holder, _SPEC)[_SKIP:-1])
+    parts: list[bytes] = []
+    for k, v in values.items():
+        kb, vb = k.encode(), v.encode()
+        parts += (_LEN.pack(len(kb)), kb, _LEN.pack(len(vb)), vb)
+    return Pairs(len(values), b"".join(parts))
+
+
+def row_bytes(*pairs: Pairs) -> bytes:
+    """One encoded row (a Thrift map<string,string>) from one or more runs of pairs."""
+    if len(pairs) == 1:
+        return _MAP_HEAD.pack(TType.STRING, TType.STRING, pairs[0].count) + pairs[0].data
+    return _MAP_HEAD.pack(TType.STRING, TType.STRING, sum(p.count for p in pairs)) + b"".join(p.data for p in pairs)
+
+
+def safe_text(text: str) -> tuple[str, bool]:
+    """(text that encodes as UTF-8, whether it had to be escaped): undecodable bytes become \\xNN."""
+    if text.isascii():
+        return text, False
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        pass
+    try:  # bytes that os.fsdecode / our Thrift reader kept as surrogates
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), True
+    except UnicodeEncodeError:  # lone surrogates from elsewhere (JSON \ud800 escapes)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8"), True
+
+
+def to_wire(value: Any) -> tuple[str, bool]:
+    """A row value as osquery's string, and whether bytes had to be escaped; booleans are 0/1."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, bool):
+        return ("1" if value else "0"), False
+    if isinstance(value, int):
+        return str(value), False
+    if isinstance(value, float):
+        return repr(value), False
+    if isinstance(value, bytes):
+        return safe_text(value.decode("utf-8", "surrogateescape"))
+    return str(value), False
+
+
+class RowEncoder:
+    """Encodes rows of one table for one query: the columns it reads, in declaration order.
+
+    `key` identifies the column set, so a cache of encoded rows is reused only by queries that
+    read the same columns (a scheduled query reads the same ones every time).
+    """
+
+    __slots__ = ("names", "key", "has_error")
+
+    def __init__(self, table: type[Table], ctx: QueryContext) -> None:
+        self.names: tuple[str, ...] = tuple(n for n in table.column_names() if ctx.uses(n))
+        self.key = frozenset(self.names)
+        self.has_error = "error" in self.names
+
+    def values(self, row: Mapping[str, Any], names: Sequence[str] | None = None) -> tuple[dict[str, str], bool]:
+        """The row's wire strings for `names` (default: the query's columns), None left out, and
+        whether any text had to be escaped. Text that is not valid UTF-8 is sent with \\xNN escapes
+        and, when `error` is among `names`, noted there."""
+        out: dict[str, str] = {}
+        escaped: list[str] = []
+        for name in self.names if names is None else names:
+            value = row.get(name)
+            if value is None:
+                continue
+            if type(value) is str and value.isascii():
+                out[name] = value
+                continue
+            out[name], bad = to_wire(value)
+            if bad:
+                escaped.append(name)
+        if escaped and "error" in (self.names if names is None else names):
+            note = f"not valid UTF-8 in {', '.join(escaped)}: undecodable bytes shown as \\xNN"
+            out["error"] = f"{out['error']}; {note}" if out.get("error") else note
+        return out, bool(escaped)
+
+    def encode(self, row: Mapping[str, Any]) -> bytes:
+        return row_bytes(encode_pairs(self.values(row)[0]))
+
+    # Handed to the tables with the encoder, so they encode without importing the wire layer.
+    encode_pairs = staticmethod(encode_pairs)
+    row_bytes = staticmethod(row_bytes)
+
+
+class EncodedResponse:
+    """An ExtensionResponse whose rows are already encoded (see WireProcessor)."""
+
+    __slots__ = ("status", "rows")
+
+    def __init__(self, status: Any, rows: list[bytes]) -> None:
+        self.status = status
+        self.rows = rows
+
+    def write(self, oprot: Any) -> None:
+        """call_result{success: ExtensionResponse{status, response}} in Thrift's binary protocol."""
+        trans = oprot.trans
+        trans.write(_FIELD.pack(TType.STRUCT, 0))  # call_result.success
+        trans.write(_FIELD.pack(TType.STRUCT, 1))  # ExtensionResponse.status
+        self.status.write(oprot)
+        trans.write(_FIELD.pack(TType.LIST, 2) + _LIST_HEAD.pack(TType.MAP, len(self.rows)))
+        # Sent in pieces: joining a large answer whole, then copying it into the transport's
+        # buffer, would hold it three times. An unframed stream may be flushed mid-message.
+        rows = self.rows
+        for start in range(0, len(rows), _BATCH):
+            trans.write(b"".join(rows[start:start + _BATCH]))
+            if len(rows) > _BATCH:
+                trans.flush()
+        trans.write(b"\x00\x00")  # end of ExtensionResponse, end of call_result
+
+
+def wire_processor(handler: Any) -> Any:
+    """Extension.Processor whose `call` sends an EncodedResponse as its bytes."""
+    from .protocol.wire import Extension
+
+    class WireProcessor(Extension.Processor):  # type: ignore[misc, name-defined]
+        def __init__(self, handler: Any) -> None:
+            super().__init__(handler)
+            self._processMap["call"] = WireProcessor.process_call  # the generated map names its own
+
+        def process_call(self, seqid: int, iprot: Any, oprot: Any) -> None:
+            args = Extension.call_args()
+            args.read(iprot)
+            iprot.readMessageEnd()
+            try:
+                answer = self._handler.call(args.registry, args.item, args.request)
+            except Exception:  # the handler never raises; if it did, answer as the generated code does
+                log.exception("unexpected exception in the call handler")
+                from thrift.Thrift import TApplicationException
+
+                oprot.writeMessageBegin("call", TMessageType.EXCEPTION, seqid)
+                TApplicationException(TApplicationException.INTERNAL_ERROR, "Internal error").write(oprot)
+                oprot.writeMessageEnd()
+                oprot.trans.flush()
+                return
+            oprot.writeMessageBegin("call", TMessageType.REPLY, seqid)
+            if isinstance(answer, EncodedResponse):
+                answer.write(oprot)
+            else:
+                result = Extension.call_result()
+                result.success = answer
+                result.write(oprot)
+            oprot.writeMessageEnd()
+            oprot.trans.flush()
+
+    return WireProcessor(handler)

@@ -1,0 +1,160 @@
+"""Work follows the columns asked: costly parts run only when read, caches grow part by part, rows
+leave encoded once, and caches and answers stay bounded. Behaviour only; speed lives in bench/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import TTransport
+
+from dyldwatch.extension.adapter import TablePluginAdapter, render_row
+from dyldwatch.extension.wire import RowEncoder
+from dyldwatch.formats.macho import analysis
+from dyldwatch.formats.macho import writer as mw
+from dyldwatch.host.cache import BoundedCache
+from dyldwatch.tables import _macho, macho_load_commands
+from dyldwatch.tables._macho import PARSE_CACHE
+from dyldwatch.tables.base import TEXT, Column, QueryContext, Table
+from dyldwatch.tables.macho_info import MachoInfoTable
+
+EQ = 2
+SIGNING = ["path", "arch", "signature_type", "team_id"]
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    _macho.INFO_SCANNER.clear()
+    macho_load_commands.SCANNER.clear()
+    PARSE_CACHE.clear()
+
+
+def _file(tmp_path: Path) -> str:
+    p = tmp_path / "app"
+    p.write_bytes(mw.sample_executable().build())
+    return str(p)
+
+
+def _ctx(path: str, cols: list[str] | None) -> QueryContext:
+    return QueryContext.build({"path": [(EQ, path)]}, cols)
+
+
+def test_signing_query_computes_no_entropy_strings_or_symbols(tmp_path: Path, monkeypatch) -> None:
+    path = _file(tmp_path)
+
+    def forbidden(*_a: object) -> None:
+        raise AssertionError("computed a part the query did not ask for")
+
+    for name in ("_text", "_strings", "_symbols", "_imports", "_upx"):
+        monkeypatch.setattr(analysis, name, forbidden)
+    (row,) = MachoInfoTable().generate(_ctx(path, SIGNING))
+    assert row["signature_type"] and "text_entropy" not in row and "strings_count" not in row
+
+
+def test_more_columns_later_give_the_rows_of_a_fresh_query(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    table = MachoInfoTable()
+    list(table.generate(_ctx(path, SIGNING)))
+    list(table.generate(_ctx(path, ["path", "text_entropy", "error"])))
+    grown = list(table.generate(_ctx(path, None)))
+    _macho.INFO_SCANNER.clear()
+    PARSE_CACHE.clear()
+    fresh = list(table.generate(_ctx(path, None)))
+    assert grown == fresh and grown[0]["text_entropy"] is not None and grown[0]["nsyms"] is not None
+
+
+def test_a_cached_part_is_not_computed_again(tmp_path: Path, monkeypatch) -> None:
+    path = _file(tmp_path)
+    calls: list[str] = []
+    real = _macho.part_columns
+
+    def counting(src, sl, part):  # type: ignore[no-untyped-def]
+        calls.append(part)
+        return real(src, sl, part)
+
+    monkeypatch.setattr(_macho, "part_columns", counting)
+    table = MachoInfoTable()
+    list(table.generate(_ctx(path, SIGNING)))
+    list(table.generate(_ctx(path, [*SIGNING, "text_entropy"])))
+    assert calls == ["signature", "text"]
+
+
+def test_error_names_only_the_problems_of_parts_read(tmp_path: Path) -> None:
+    w = mw.sample_executable()
+    data = bytearray(w.build())
+    path = tmp_path / "short"
+    path.write_bytes(bytes(data[: len(data) - 64]))  # the signature blob runs past the end
+    (full,) = MachoInfoTable().generate(_ctx(str(path), None))
+    (names,) = MachoInfoTable().generate(_ctx(str(path), ["path", "filetype", "error"]))
+    assert full["error"] and names["error"] is None
+
+
+def _decode(rows: list[bytes]) -> list[dict[str, str]]:
+    out = []
+    for raw in rows:
+        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
+        _, _, n = proto.readMapBegin()
+        out.append({proto.readString(): proto.readString() for _ in range(n)})
+    return out
+
+
+def test_wire_rows_hold_only_the_columns_read_and_match_render_row(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    adapter = TablePluginAdapter(MachoInfoTable)
+    context = json.dumps({"constraints": [{"name": "path", "list": [{"op": 2, "expr": path}]}],
+                          "colsUsed": SIGNING})
+    code, _, rows = adapter.call({"action": "generate", "context": context})
+    assert code == 0
+    (row,) = _decode(rows)
+    assert set(row) <= set(SIGNING) and row["path"] == path
+    (py,) = MachoInfoTable().generate(_ctx(path, SIGNING))
+    assert row == {k: v for k, v in render_row(MachoInfoTable, py).items() if k in SIGNING}
+
+
+def test_repeated_query_reuses_the_encoded_rows_and_resolution_stays_live(tmp_path: Path) -> None:
+    exe = tmp_path / "exe"
+    w = mw.sample_executable()
+    w.add_dylib("@loader_path/libplanted.dylib")
+    exe.write_bytes(w.build())
+    table = macho_load_commands.MachoLoadCommandsTable()
+    ctx = _ctx(str(exe), ["path", "cmd", "name", "resolved_exists"])
+    enc = RowEncoder(type(table), ctx)
+    first = _decode(list(table.generate_wire(ctx, enc))[0][1])
+    (entry,) = [e for e in macho_load_commands.SCANNER.cache._data.values()]
+    pairs = entry.wire[enc.key]
+    (tmp_path / "libplanted.dylib").write_bytes(b"x")  # planted after the first query
+    second = _decode(list(table.generate_wire(ctx, RowEncoder(type(table), ctx)))[0][1])
+    assert entry.wire[enc.key] is pairs  # the file's own columns were not encoded again
+    planted = [r for r in second if r.get("name") == "@loader_path/libplanted.dylib"]
+    before = [r for r in first if r.get("name") == "@loader_path/libplanted.dylib"]
+    assert before[0]["resolved_exists"] == "0" and planted[0]["resolved_exists"] == "1"
+
+
+class _Wide(Table):
+    name: ClassVar[str] = "wide"
+    description: ClassVar[str] = "rows of 1 KB"
+    columns: ClassVar[tuple[Column, ...]] = (Column("path", TEXT, ""), Column("error", TEXT, ""))
+
+    def generate(self, ctx: QueryContext):  # type: ignore[no-untyped-def]
+        for i in range(10_000):
+            yield {"path": f"/x/{i}" + "y" * 1000}
+
+
+def test_an_answer_is_cut_at_its_byte_cap_with_an_error_row() -> None:
+    adapter = TablePluginAdapter(_Wide, max_bytes=100_000)
+    code, _, rows = adapter.call({"action": "generate", "context": "{}"})
+    decoded = _decode(rows)
+    assert code == 0 and len(rows) < 200
+    assert "MB of rows" in decoded[-1]["error"] and "results are incomplete" in decoded[-1]["error"]
+
+
+def test_cache_is_bounded_by_weight_as_well_as_entries() -> None:
+    cache: BoundedCache[str] = BoundedCache(100, max_weight=10)
+    for i in range(5):
+        cache.put(i, str(i), weight=4)
+    assert len(cache) == 2 and cache.weight == 8 and cache.get(4) == "4" and cache.get(0) is None
+    cache.put("huge", "x", weight=11)
+    assert cache.get("huge") is None
