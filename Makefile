@@ -15,18 +15,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Real macOS Mach-O files from public wheels and npm packages (not committed; cached outside the repo).
-corpus:
-	@bash ../shared/corpus/fetch-macho-corpus.sh "$(CORPUS)" || echo "corpus not fetched: corpus tests will be skipped" >&2
+# Real macOS Mach-O files from pinned public wheels and npm packages, checked against the registries'
+# digests (not committed; cached outside the repo, resumable).
+corpus: install
+	@$(VENV)/bin/dyldwatch corpus "$(CORPUS)" >/dev/null || echo "corpus not fetched: corpus tests will be skipped" >&2
 
-# The main job on embedded defaults: every analytic against the shipped scenario databases, then
-# dyldwatch's Mach-O tables over every file of the real corpus.
+# The main job on embedded defaults: every analytic against the shipped scenario databases (executed
+# as osqueryd executes them), dyldwatch's Mach-O tables over every file of the real corpus, then one
+# question answered by the extension over its own Thrift socket.
 demo: install
 	@$(VENV)/bin/dyldwatch validate $(addprefix --db ,$(wildcard sample_dbs/*.db))
 	@$(MAKE) --no-print-directory corpus
 	@$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
 	  (SELECT count(*) FROM macho_load_commands c WHERE c.path = i.path AND c.arch = i.arch AND c.cmd LIKE 'LC_LOAD%') AS dylibs \
 	  FROM macho_info i WHERE i.directory = '$(CORPUS)/files' ORDER BY i.path LIMIT 40"
+	@$(VENV)/bin/dyldwatch probe macho_info --directory "$(CORPUS)/files" --column path --column arch \
+	  --column signature_type --column team_id --column hardened_runtime --format table | tail -n 12
 
 test: install corpus
 	$(PY) -m pytest -q

@@ -13,11 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def corpus_files() -> list[str]:
-    """The real Mach-O corpus (../shared/corpus/fetch-macho-corpus.sh); exits when it is absent."""
+    """The real Mach-O corpus (`dyldwatch corpus`); exits when it is absent."""
     base = Path(os.environ.get("DYLDWATCH_CORPUS") or Path.home() / ".cache" / "dyldwatch-corpus")
     files = sorted(str(p) for p in (base / "files").glob("*") if p.is_file())
     if not files:
-        sys.exit(f"no corpus at {base}: run `make corpus` (../shared/corpus/fetch-macho-corpus.sh)")
+        sys.exit(f"no corpus at {base}: run `make corpus` (dyldwatch corpus)")
     return files
 
 

@@ -13,5 +13,5 @@ def corpus_dir() -> Path:
     """The real Mach-O corpus ($DYLDWATCH_CORPUS or ~/.cache/dyldwatch-corpus); skips when absent."""
     root = Path(os.environ.get("DYLDWATCH_CORPUS") or Path.home() / ".cache" / "dyldwatch-corpus")
     if not (root / "files").is_dir():
-        pytest.skip(f"Mach-O corpus not found at {root} (see ../shared/corpus/fetch-macho-corpus.sh)")
+        pytest.skip(f"Mach-O corpus not found at {root} (run `make corpus` or `dyldwatch corpus`)")
     return root

@@ -81,3 +81,14 @@ def test_help_teaches() -> None:
     assert code == 0 and "dyldwatch query" in out
     code, out = run("query", "--help")
     assert code == 0 and "%%" in out and "Examples" in out
+
+
+def test_probe_answers_through_the_extensions_own_socket(tmp_path) -> None:
+    """`dyldwatch probe` starts the extension, registers it with a stand-in manager and asks over Thrift."""
+    from dyldwatch.formats.macho.writer import sample_executable
+
+    (tmp_path / "tool").write_bytes(sample_executable().build())
+    code, out = run("probe", "macho_info", "--directory", str(tmp_path), "--column", "path",
+                    "--column", "filetype", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out) == [{"path": str(tmp_path / "tool"), "filetype": "execute"}]

