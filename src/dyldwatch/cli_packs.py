@@ -175,8 +175,11 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
               help="Mounted image to scan: patterns are looked up under it and paths stored as inside it.")
 @click.option("--platform", type=click.Choice(["darwin", "linux"]),
               help="Platform whose rules apply (default: this host's; darwin with --root).")
+@click.option("--native", is_flag=True,
+              help="Also record osquery's native tables the packs read (Linux: processes, process_memory_map, "
+                   "process_open_sockets, process_envs, crontab, file), as osquery would fill them.")
 def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root: str | None,
-             platform: str | None) -> None:
+             platform: str | None, native: bool) -> None:
     """Run dyldwatch's tables on this host (or a mounted image) into a database.
 
     Process tables read every process; path-keyed tables read the --path patterns;
@@ -188,6 +191,7 @@ def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root:
       dyldwatch snapshot -o host.db --path '/Applications/%%' --path '/Users/%/Library/%%'
       dyldwatch snapshot -o image.db --root /mnt/mac --path '/Applications/%%'
       dyldwatch validate --db host.db
+      sudo dyldwatch snapshot -o host.db --native   # a host moment hunt and validate can replay
     """
     from rich.console import Console
 
@@ -204,7 +208,7 @@ def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root:
 
     try:
         result = take_snapshot(out, tables=tables, patterns=patterns, root=root, platform=platform,
-                               progress=progress)
+                               progress=progress, native=native)
     except SnapshotError as exc:
         raise click.ClickException(str(exc)) from exc
     for w in result.warnings:
@@ -288,3 +292,34 @@ def corpus(dest: str | None) -> None:
     except (CorpusError, OSError) as exc:
         raise click.ClickException(f"corpus not fetched: {exc}") from exc
     click.echo(str(out))
+
+
+@click.command("export-scenario")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Scenario name (file stem), e.g. linux_my_ide_plugin.")
+@click.option("--pid", "pids", multiple=True, type=int, help="Keep only these processes and the files they run or map.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False),
+              help="Write here (default: sample_dbs/scenarios/NAME.yaml in a checkout, else stdout).")
+def export_scenario(db: str, name: str, pids: tuple[int, ...], out: str | None) -> None:
+    """Turn a snapshot (or chosen processes of it) into a scenario YAML: a false positive seen on a
+    real host becomes a near-miss test in one step.
+
+    \b
+    Example:
+      sudo dyldwatch snapshot -o host.db --native
+      dyldwatch export-scenario host.db --name linux_vendor_agent --pid 4242
+      # then describe the software with sources, add `- {scenario: linux_vendor_agent, fires: false}`
+      # to the pack that alerted, and run `make samples` and `dyldwatch validate`.
+    """
+    from .packs import PackError
+    from .scenario_export import export_scenario as run_export
+
+    try:
+        text = run_export(db, name, pids)
+    except (PackError, ValueError) as exc:
+        raise click.ClickException(f"{db} does not make a valid scenario:\n{exc}") from exc
+    if out:
+        Path(out).write_text(text)
+        click.echo(out)
+    else:
+        click.echo(text, nl=False)

@@ -214,9 +214,29 @@ def check_tables(tables: Sequence[str], root: str = "") -> list[str]:
     return chosen
 
 
+#: Files the packs read through osquery's `file` table (it needs a path), recorded with --native.
+NATIVE_FILE_PATHS = ("/etc/ld.so.preload",)
+
+
+def native_rows(platform: str) -> dict[str, Iterator[Row]]:
+    """osquery's native tables the packs read, filled from this host (Linux) as osquery would."""
+    if platform != "linux" or not sys.platform.startswith("linux"):
+        raise SnapshotError("--native records osquery's tables from /proc: Linux only (on macOS, "
+                            "record them with osqueryi)")
+    from .tables.native import NATIVE_LINUX
+
+    out: dict[str, Iterator[Row]] = {}
+    for name, gen in NATIVE_LINUX.items():
+        if name == "time":
+            continue  # the snapshot's own time row stands for it
+        ctx = QueryContext.build({"path": [(Op.EQUALS, p) for p in NATIVE_FILE_PATHS]}) if name == "file" else QueryContext()
+        out[name] = gen(ctx)
+    return out
+
+
 def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequence[str] = (),
                   root: str | Path | None = None, platform: str | None = None,
-                  progress: Progress | None = None, now: int | None = None) -> SnapshotResult:
+                  progress: Progress | None = None, now: int | None = None, native: bool = False) -> SnapshotResult:
     """Write a snapshot database to `out` (replacing it) and say what went in."""
     from . import __version__
     from .samples import META_TABLE, _time_row, schema_digest
@@ -225,6 +245,8 @@ def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequ
     r = _norm_root(root)
     if root and not os.path.isdir(r):
         raise SnapshotError(f"--root {root}: not a directory")
+    if root and native:
+        raise SnapshotError("--native records this host's osquery tables and cannot be used with --root")
     chosen = check_tables(tables, r)
     bad = [p for p in patterns if not p.startswith("/")]
     if bad:
@@ -270,6 +292,13 @@ def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequ
                     rows = _collect_images(rows, images)
                 counted = _counting(rows, table, progress)
                 counts[table] = insert_rows(conn, table, counted, load_table(table).column_names())
+            if native:
+                from .sql.facts import native_tables
+
+                facts = native_tables()
+                for name, rows in native_rows(runner.platform).items():
+                    counts[name] = insert_rows(conn, name, _counting(rows, name, progress),
+                                               facts[name].column_names())
             conn.execute(f'INSERT INTO "{SNAPSHOT_TABLE}" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                          (host, now, __version__, runner.platform, r or None, json.dumps(chosen),
                           json.dumps(list(patterns)), json.dumps(counts, sort_keys=True), json.dumps(warnings)))

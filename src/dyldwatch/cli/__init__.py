@@ -189,7 +189,7 @@ def _add_optional_commands() -> None:
     from .. import cli_packs
     from . import deploy as cli_deploy
 
-    for name in ("lint", "build", "validate", "snapshot", "hunt", "corpus"):
+    for name in ("lint", "build", "validate", "snapshot", "hunt", "corpus", "export_scenario"):
         main.add_command(getattr(cli_packs, name))
     cli_deploy.register(main)
 
