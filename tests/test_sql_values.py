@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dyldwatch.sql.values import column_value, sqlite_text, wire_text
+from dyldwatch.tables.values import column_value, sqlite_text, wire_text
 
 
 @pytest.mark.parametrize(("text", "ctype", "expected"), [

@@ -26,15 +26,15 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import apsw
 
 from ..tables.base import Op, QueryContext, TableUsageError
+from ..tables.values import column_value, sqlite_text, wire_text
 from .facts import ADDITIONAL, HIDDEN, INDEX, OPTIMIZED, REQUIRED, TableFacts
 from .functions import register_functions
-from .values import column_value, sqlite_text, wire_text
 
 #: osquery's SQLite (libraries/third_party_libraries_manifest.json in osquery 5.23).
 SQLITE_VERSION = "3.42.0"
@@ -380,32 +380,25 @@ class Engine:
         self._index += 1
         return self._index
 
-    def run(self, sql: str, *, interval: int | None = None) -> QueryRun:
-        """Execute one statement as a scheduled query with this interval (None: an ad-hoc query)."""
-        self.state = RunState(self.now, interval, self.flags if interval else
-                              Flags(self.flags.extensions_default_index, self.flags.events_expiry, False,
-                                    self.flags.disable_events))
-        cursor = self.conn.cursor()
-        it = cursor.execute(sql)
-        try:
-            names = [d[0] for d in cursor.getdescription()]
-        except apsw.ExecutionCompleteError:
-            names = []
-        rows = [dict(zip(names, r, strict=True)) for r in it]
-        s = self.state
-        return QueryRun(names, rows, dict(s.calls), dict(s.rows), list(dict.fromkeys(s.notes)))
-
-    def iterate(self, sql: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-        """Column names and a row iterator (the interactive `query` command streams rows)."""
-        self.state = RunState(self.now, None, Flags(self.flags.extensions_default_index,
-                                                    self.flags.events_expiry, False, self.flags.disable_events))
+    def iterate(self, sql: str, *, interval: int | None = None) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """Column names and a row iterator for one statement, run as a scheduled query with this
+        interval (None: an ad-hoc query, which osquery never optimises for events)."""
+        flags = self.flags if interval else replace(self.flags, events_optimize=False)
+        self.state = RunState(self.now, interval, flags)
         cursor = self.conn.cursor()
         rows = cursor.execute(sql)
         try:
             names = [d[0] for d in cursor.getdescription()]
-        except apsw.ExecutionCompleteError:
+        except apsw.ExecutionCompleteError:  # no rows: the statement finished at once
             names = []
         return names, rows
+
+    def run(self, sql: str, *, interval: int | None = None) -> QueryRun:
+        """Execute one statement to the end, with what it cost inside osquery."""
+        names, it = self.iterate(sql, interval=interval)
+        rows = [dict(zip(names, r, strict=True)) for r in it]
+        s = self.state
+        return QueryRun(names, rows, dict(s.calls), dict(s.rows), list(dict.fromkeys(s.notes)))
 
 
 def sqlite_version() -> str:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from ..values import column_value
+
 log = logging.getLogger(__name__)
 
 #: osquery's --read_max default (50 MiB): readFile refuses larger files; we cut instead.
@@ -86,52 +88,9 @@ def trim(s: str) -> str:
     return s.strip(_SPACE)
 
 
-def stol(value: str, base: int = 0) -> int | None:
-    """std::stoll(value, &pos, base) as osquery's tryTo calls it (pos unchecked): leading space, a
-    sign, then the longest digit prefix (base 0: 0x hex, 0 octal, else decimal; base 16 allows 0x);
-    None when no digit parses or the value overflows 64 bits (osquery/utils/conversions/tryto.h)."""
-    if base == 0:
-        pat = r"(0[xX](?=[0-9a-fA-F])[0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
-    elif base == 16:
-        pat = r"(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)"
-    else:
-        pat = r"([0-9]+)"
-    m = re.match(r"[ \t\n\v\f\r]*([+-]?)" + pat, value)
-    if m is None:
-        return None
-    digits = m.group(2)
-    if base == 0:
-        if digits[:2] in ("0x", "0X"):
-            n = int(digits[2:], 16)
-        else:
-            n = int(digits, 8) if digits.startswith("0") else int(digits)
-    else:
-        n = int(digits, base)
-    n = -n if m.group(1) == "-" else n
-    return n if -(1 << 63) <= n < (1 << 63) else None
-
-
 def cast(value: str, sql_type: str) -> Any:
-    """One value as osquery's DynamicTableRow::get_column hands it to SQLite (None is NULL).
-
-    osquery/sql/dynamic_table_row.cpp: TEXT as is; an empty or unparsable number is NULL; INTEGER
-    goes through sqlite3_result_int, so it is truncated to a 32-bit C int.
-    """
-    if sql_type == "TEXT":
-        return value
-    if value == "":
-        return None
-    if sql_type == "DOUBLE":
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    n = stol(value)
-    if n is None:
-        return None
-    if sql_type == "INTEGER":
-        n = (n + (1 << 31)) % (1 << 32) - (1 << 31)
-    return n
+    """One value as osquery's DynamicTableRow::get_column hands it to SQLite (None is NULL)."""
+    return column_value(value, sql_type)
 
 
 def typed(row: Mapping[str, str], columns: Mapping[str, str]) -> dict[str, Any]:

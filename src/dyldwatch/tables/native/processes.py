@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..base import QueryContext
-from .osq import pids_from_context, read_bytes, read_text, readlink, split, split_n, stol, text, trim, typed
+from ..values import stol
+from .osq import pids_from_context, read_bytes, read_text, readlink, split, split_n, text, trim, typed
 
 PROC = "/proc"
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base import QueryContext
-from .osq import proc_pids, read_text, readlink, split, stol, typed
+from ..values import stol
+from .osq import proc_pids, read_text, readlink, split, typed
 
 PROC = "/proc"
 

@@ -45,26 +45,28 @@ def sqlite_text(value: Any) -> str | None:
     return str(value)
 
 
-def _stol(text: str) -> int | None:
-    """std::stol/stoll with base 0 as tryTo calls it: leading blanks, sign, 0x hex, 0 octal,
-    the longest numeric prefix (trailing junk ignored); None when no digit or out of 64-bit range."""
-    s = text.lstrip(_SPACE)
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
-        digits = re.match(r"[0-9a-fA-F]+", s[2:])
-        base = 16
-    elif s[:1] == "0":
-        digits = re.match(r"[0-7]+", s)
-        base = 8
+def stol(value: str, base: int = 0) -> int | None:
+    """std::stoll(value, &pos, base) as osquery's tryTo calls it (pos unchecked): leading space, a
+    sign, then the longest digit prefix (base 0: 0x hex, 0 octal, else decimal; base 16 allows 0x);
+    None when no digit parses or the value overflows 64 bits (osquery/utils/conversions/tryto.h)."""
+    if base == 0:
+        pat = r"(0[xX](?=[0-9a-fA-F])[0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+    elif base == 16:
+        pat = r"(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)"
     else:
-        digits = re.match(r"[0-9]+", s)
-        base = 10
-    if not digits:
+        pat = r"([0-9]+)"
+    m = re.match(r"[ \t\n\v\f\r]*([+-]?)" + pat, value)
+    if m is None:
         return None
-    n = sign * int(digits.group(0), base)
+    digits = m.group(2)
+    if base == 0:
+        if digits[:2] in ("0x", "0X"):
+            n = int(digits[2:], 16)
+        else:
+            n = int(digits, 8) if digits.startswith("0") else int(digits)
+    else:
+        n = int(digits, base)
+    n = -n if m.group(1) == "-" else n
     return n if _INT64_MIN <= n <= _INT64_MAX else None
 
 
@@ -96,13 +98,13 @@ def column_value(text: str | None, ctype: str) -> Any:
     if text == "":
         return None
     if ctype == "INTEGER":
-        n = _stol(text)
+        n = stol(text)
         if n is None:
             return None
         n %= _INT32
         return n - _INT32 if n >= _INT32 // 2 else n
     if ctype in ("BIGINT", "UNSIGNED BIGINT"):
-        return _stol(text)
+        return stol(text)
     if ctype == "DOUBLE":
         return _strtod(text)
     return text
