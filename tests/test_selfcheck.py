@@ -30,7 +30,8 @@ def test_cli_json_and_exit_code() -> None:
     out = CliRunner().invoke(main, ["selfcheck", "--format", "json"])
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output)
-    assert {r["status"] for r in rows} <= {"agree", "skipped"} and len(rows) == 11
+    assert {r["status"] for r in rows} <= {"agree", "skipped"}
+    assert len(rows) == len(selfcheck.LINUX_CHECKS) + len(selfcheck.MACOS_CHECKS) == 13
 
 
 @linux_only
@@ -62,3 +63,24 @@ def test_vmmap_and_codesign_output_parsing() -> None:
     assert selfcheck._codesign_fields(text) == {"identifier": "com.apple.python3", "team_id": "not set",
                                                 "cdhash": "abcdef0123", "authority": "Software Signing",
                                                 "flags": "0x10000"}
+
+
+def test_where_froms_check_compares_with_spotlights_listing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The macOS where-froms check, with recorded answers: our binary-plist decoding against the
+    strings `mdls -raw` prints, agreeing and then disagreeing."""
+    import plistlib
+    import subprocess
+
+    from dyldwatch.host import xattrs
+
+    urls = ["https://dl.example.com/tool.zip", "https://example.com/download"]
+    raw = plistlib.dumps(urls, fmt=plistlib.FMT_BINARY)
+    target = tmp_path / "tool.zip"
+    target.write_bytes(b"x")
+    monkeypatch.setattr(selfcheck, "_downloaded_file", lambda attr: str(target))
+    monkeypatch.setattr(xattrs, "read_xattrs", lambda path, names: xattrs.XattrValues({n: raw for n in names}))
+    listing = '(\n    "https://dl.example.com/tool.zip",\n    "https://example.com/download"\n)'
+    monkeypatch.setattr(selfcheck, "_run", lambda argv, env=None: subprocess.CompletedProcess(argv, 0, listing, ""))
+    assert selfcheck.check_macos_where_froms().status == selfcheck.AGREE
+    listing = '(\n    "https://dl.example.com/other.zip"\n)'
+    assert selfcheck.check_macos_where_froms().status == selfcheck.DISAGREE

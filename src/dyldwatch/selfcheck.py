@@ -324,11 +324,66 @@ def check_macos_provenance() -> CheckResult:
     return _result("com.apple.provenance size vs xattr -px", "macos", ours, theirs, f"bytes on {path}")
 
 
+def _downloaded_file(attr: str) -> str | None:
+    """A file in the user's Downloads that carries `attr` (what a browser left there), or None."""
+    from .host.xattrs import read_xattrs
+
+    home = os.environ.get("SUDO_USER") and os.path.expanduser(f"~{os.environ['SUDO_USER']}") or os.path.expanduser("~")
+    folder = os.path.join(home, "Downloads")
+    try:
+        names = sorted(os.listdir(folder))[:200]
+    except OSError:
+        return None
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and read_xattrs(path, [attr]).values.get(attr):
+            return path
+    return None
+
+
+def check_macos_where_froms() -> CheckResult:
+    """Our kMDItemWhereFroms decoding vs Spotlight's own reading of it (`mdls -raw`)."""
+    from .formats.provenance import WHERE_FROMS_XATTR, decode_where_froms
+    from .host.xattrs import read_xattrs
+
+    path = _downloaded_file(WHERE_FROMS_XATTR)
+    if path is None:
+        return CheckResult("where-froms vs mdls", "macos", SKIPPED, "no file in ~/Downloads carries where-froms")
+    ours, _problem = decode_where_froms(read_xattrs(path, [WHERE_FROMS_XATTR]).values[WHERE_FROMS_XATTR])
+    listed = _run(["mdls", "-raw", "-name", "kMDItemWhereFroms", path]).stdout
+    theirs = re.findall(r'"((?:[^"\\]|\\.)*)"', listed)
+    return _result("where-froms vs mdls", "macos", ours, theirs, f"kMDItemWhereFroms of {path}")
+
+
+def check_macos_quarantine_events() -> CheckResult:
+    """Our QuarantineEventsV2 lookup vs the sqlite3 tool on the same event (agent and data URL)."""
+    from .formats.provenance import QUARANTINE_XATTR, decode_quarantine
+    from .host.quarantine_events import database_for_uid, lookup_event
+    from .host.xattrs import read_xattrs
+
+    path = _downloaded_file(QUARANTINE_XATTR)
+    if path is None:
+        return CheckResult("QuarantineEventsV2 vs sqlite3", "macos", SKIPPED, "no quarantined file in ~/Downloads")
+    event = decode_quarantine(read_xattrs(path, [QUARANTINE_XATTR]).values[QUARANTINE_XATTR]).event_id
+    db = database_for_uid(os.stat(path).st_uid)
+    if not event or not db:
+        return CheckResult("QuarantineEventsV2 vs sqlite3", "macos", SKIPPED, "no event id or no events database")
+    found = lookup_event(db, event)
+    ours = [found.agent_name, found.data_url] if found else None
+    if not re.fullmatch(r"[0-9A-Fa-f-]{36}", event):
+        return CheckResult("QuarantineEventsV2 vs sqlite3", "macos", ERROR, f"unexpected event id {event!r}")
+    out = _run(["sqlite3", "-readonly", "-separator", "\x1f", db,
+                "SELECT LSQuarantineAgentName, LSQuarantineDataURLString FROM LSQuarantineEvent "
+                f"WHERE LSQuarantineEventIdentifier = '{event}'"]).stdout.rstrip("\n")
+    theirs = [v or None for v in out.split("\x1f")] if out else None
+    return _result("QuarantineEventsV2 vs sqlite3", "macos", ours, theirs, f"event {event} of {path}")
+
+
 LINUX_CHECKS: tuple[Check, ...] = (check_linux_rwx_regions, check_linux_process_images, check_linux_statx_btime,
                                    check_linux_xdg_xattrs)
 MACOS_CHECKS: tuple[Check, ...] = (check_macos_vmmap, check_macos_images_flavors, check_macos_codesign,
                                    check_macos_otool, check_macos_dyld_search, check_macos_quarantine,
-                                   check_macos_provenance)
+                                   check_macos_provenance, check_macos_where_froms, check_macos_quarantine_events)
 _NAMES = {
     check_macos_vmmap: "region walk vs vmmap -v",
     check_macos_images_flavors: "flavor 22 images vs flavor 8 vnode regions",
@@ -337,6 +392,8 @@ _NAMES = {
     check_macos_dyld_search: "resolution vs DYLD_PRINT_SEARCHING",
     check_macos_quarantine: "quarantine vs xattr -p",
     check_macos_provenance: "com.apple.provenance size vs xattr -px",
+    check_macos_where_froms: "where-froms vs mdls",
+    check_macos_quarantine_events: "QuarantineEventsV2 vs sqlite3",
     check_linux_rwx_regions: "rwx_regions vs /proc/self/maps",
     check_linux_process_images: "process_images vs /proc/self/maps",
     check_linux_statx_btime: "statx btime vs stat -c %W",
