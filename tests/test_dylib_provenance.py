@@ -92,6 +92,7 @@ def test_registered_and_declared() -> None:
 
 
 def test_no_constraint_no_rows(table: DylibProvenanceTable, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
     assert rows(table) == []
     assert "no path, directory or pid constraint" in caplog.text
 

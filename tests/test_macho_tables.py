@@ -178,6 +178,7 @@ def test_repeated_query_is_served_from_cache_and_invalidated_by_change(tmp_path:
 
 
 def test_no_path_constraint_returns_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
     assert rows(MachoInfoTable()) == []
     assert "no path or directory constraint" in caplog.text
 

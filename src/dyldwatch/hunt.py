@@ -9,7 +9,6 @@ as skipped (run them in `osqueryi --extension`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,7 @@ from typing import Any
 import apsw
 
 from .packs import Pack, Query
-from .sql.engine import Engine, LiveTable, Source
-from .sql.facts import tables_for
+from .sql.engine import Engine
 from .sql.session import host_platform, live_engine
 
 SEVERITIES = ("low", "medium", "high")
@@ -52,19 +50,8 @@ class HuntResult:
         return [f for f in self.findings if f.severity in SEVERITIES and SEVERITIES.index(f.severity) >= floor]
 
 
-def native_sources(platform: str) -> dict[str, Source]:
-    """The native tables this host can fill without osquery (Linux: from /proc and the file system)."""
-    if platform != "linux" or not sys.platform.startswith("linux"):
-        return {}
-    from .tables.native import NATIVE_LINUX
-
-    facts = tables_for("linux")
-    return {name: LiveTable(facts[name], gen) for name, gen in NATIVE_LINUX.items() if name in facts}
-
-
 def hunt_engine(platform: str | None = None) -> Engine:
-    plat = platform or host_platform()
-    return live_engine(platform=plat, native=native_sources(plat))
+    return live_engine(platform=platform or host_platform())
 
 
 def hunt(packs: Iterable[Pack], sites: Mapping[str, Mapping[str, Any]] | None = None, *,

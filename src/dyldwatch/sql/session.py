@@ -7,7 +7,6 @@ locally is what osqueryd will do with the same SQL.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +88,22 @@ def database_engine(db: str | Path, *, platform: str | None = None, flags: Flags
     return Engine(sources, now=meta.get("now"), flags=flags)
 
 
-def live_engine(*, platform: str | None = None, flags: Flags | None = None,
-                native: Mapping[str, Source] | None = None) -> Engine:
-    """An engine over this host: our tables run for real, plus whatever native sources are given."""
+def native_sources(platform: str) -> dict[str, Source]:
+    """osquery's native tables this host can fill without osquery (Linux: /proc and the file system,
+    with osquery's Linux column semantics); none elsewhere."""
+    if platform != "linux" or not sys.platform.startswith("linux"):
+        return {}
+    from ..tables.native import NATIVE_LINUX
+
+    facts = tables_for("linux")
+    return {name: LiveTable(facts[name], gen) for name, gen in NATIVE_LINUX.items() if name in facts}
+
+
+def live_engine(*, platform: str | None = None, flags: Flags | None = None) -> Engine:
+    """An engine over this host: our tables run for real, and osquery's native ones where we can fill them."""
     plat = platform or host_platform()
     sources: dict[str, Source] = {n: live_source(f) for n, f in tables_for(plat).items() if f.ours}
-    sources.update(native or {})
+    sources.update(native_sources(plat))
     return Engine(sources, flags=flags)
 
 

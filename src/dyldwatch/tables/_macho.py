@@ -121,7 +121,9 @@ class MachOScanner:
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
-            log.warning("%s: no path or directory constraint; returning no rows "
+            # osquery refuses a query with no key at all; here the key's value was empty (a join on ''
+            # or NULL, which osquery drops): ordinary in joins, so said at INFO (--verbose).
+            log.info("%s: no path or directory constraint; returning no rows "
                         "(try: WHERE path LIKE '/Applications/%%%%' or directory = '/usr/local/lib')", self.table)
             return iter(())
         return expand_paths(path_constraints(ctx))

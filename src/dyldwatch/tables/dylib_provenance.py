@@ -259,7 +259,9 @@ class DylibProvenanceTable(Table):
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         pids = ctx.equals_int("pid")
         if pids is None and not has_path_constraint(ctx):
-            log.warning("dylib_provenance: no path, directory or pid constraint; returning no rows "
+            # osquery refuses a query with no key at all; here the key's value was empty (a join on ''
+            # or NULL, which osquery drops): ordinary in joins, so said at INFO (--verbose).
+            log.info("dylib_provenance: no path, directory or pid constraint; returning no rows "
                         "(try: WHERE pid = 1234, or directory = '/usr/local/lib')")
             return
         memo: DirMemo = {}
