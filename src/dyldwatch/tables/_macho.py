@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
@@ -54,7 +54,8 @@ class ParsedFile:
 
 def parse_file(src: FileSource) -> ParsedFile:
     """Slices and load commands of an open file; a malformed file yields what parsed plus an error."""
-    from ..formats.macho import MachOError, read_load_commands, read_slices
+    from ..formats.macho.loadcommands import read_load_commands, read_slices
+    from ..formats.macho.model import MachOError
 
     slices: list[MachOSlice] = []
     try:
@@ -81,8 +82,24 @@ FileRows = Callable[[FileSource, ParsedFile, frozenset[str], "tuple[Row, ...] | 
 #: finisher(ctx): the step that completes a cached row for the query's columns (None: nothing to do).
 #: Its output may be cached per column set, so it must depend on nothing but the row and the columns.
 Finisher = Callable[[QueryContext], Callable[[Row], Row] | None]
-#: live(ctx): columns computed afresh for every query (file-system state), or None when not read.
-Live = Callable[[QueryContext], Callable[[Row], Row | None] | None]
+
+
+class LiveColumns(Protocol):
+    """The columns of one query that depend on the file system now (whether a referenced dylib
+    exists), computed for every query so they never go stale.
+
+    `outcome(row)` checks the file system and returns everything the row's live columns depend
+    on, as a hashable (None when the row has none); `columns(row, outcome)` builds them. Equal
+    outcomes give equal columns, so a file whose outcomes are those of an earlier query is sent
+    with the bytes encoded then."""
+
+    def outcome(self, row: Row) -> Hashable | None: ...
+
+    def columns(self, row: Row, outcome: Hashable) -> Row: ...
+
+
+#: live(ctx): the query's LiveColumns, or None when it reads no live column.
+Live = Callable[[QueryContext], LiveColumns | None]
 #: Rows a table's cache holds at most (a row and its encoding take about 1-2 KB).
 CACHE_ROWS = 16_000
 #: Column sets whose encoded rows one file keeps (a scheduled query reads the same set each time).
@@ -96,6 +113,8 @@ class FileEntry:
     rows: tuple[Row, ...]
     parts: frozenset[str]
     wire: dict[frozenset[str], tuple[Pairs, ...]] = field(default_factory=dict)
+    #: whole encoded rows with their live columns, per (column set, live outcomes of every row)
+    live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 class MachOScanner:
@@ -140,9 +159,9 @@ class MachOScanner:
                 if finish is not None:
                     row = finish(row)
                 if live is not None:
-                    extra = live(row)
-                    if extra:
-                        row = {**row, **extra}
+                    outcome = live.outcome(row)
+                    if outcome is not None:
+                        row = {**row, **live.columns(row, outcome)}
                 yield row
 
     def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
@@ -164,18 +183,25 @@ class MachOScanner:
                 if len(entry.wire) >= WIRE_SETS:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
-            if not live_names:
+            if not live_names or live is None:
                 yield req.path, tuple(encoder.row_bytes(p) for p in static)
                 continue
-            out: list[bytes] = []
-            for row, pairs in zip(entry.rows, static, strict=True):
-                extra = live(row) if live is not None else None
-                out.append(encoder.row_bytes(pairs, encoder.encode_pairs(encoder.values(extra, live_names)[0])) if extra
-                           else encoder.row_bytes(pairs))
-            yield req.path, tuple(out)
+            outcomes = tuple(live.outcome(r) for r in entry.rows)
+            key = (encoder.key, outcomes)
+            out = entry.live_wire.get(key)
+            if out is None:
+                out = tuple(
+                    encoder.row_bytes(pairs, encoder.encode_pairs(
+                        encoder.values(live.columns(row, outcome), live_names)[0]))
+                    if outcome is not None else encoder.row_bytes(pairs)
+                    for row, pairs, outcome in zip(entry.rows, static, outcomes, strict=True))
+                if len(entry.live_wire) >= WIRE_SETS:
+                    entry.live_wire.pop(next(iter(entry.live_wire)))
+                entry.live_wire[key] = out
+            yield req.path, out
 
     def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
-        from ..formats.macho import MachOError
+        from ..formats.macho.model import MachOError
 
         try:
             st: os.stat_result | None = os.stat(req.path)
@@ -284,7 +310,8 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
 
 def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
     """One part's columns of one slice, and the problems met computing them."""
-    from ..formats.macho import MachOError, analyze_slice
+    from ..formats.macho.analysis import analyze_slice
+    from ..formats.macho.model import MachOError
 
     try:
         a = analyze_slice(src, sl, (part,))
