@@ -129,13 +129,15 @@ class MachOScanner:
 
     def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, *,
                  parts_for: Callable[[QueryContext], frozenset[str]] | None = None, live: Live | None = None,
-                 live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS) -> None:
+                 live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS,
+                 implied: dict[str, frozenset[str]] | None = None) -> None:
         self.table = table
         self.rows_for = rows_for
         self.finisher = finisher
         self.parts_for = parts_for
         self.live = live
         self.live_columns = frozenset(live_columns)
+        self.implied = implied or {}
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
@@ -238,6 +240,9 @@ class MachOScanner:
                 return FileEntry((error_row(req.path, str(exc)),), need)
             except (MachOError, ValueError, OverflowError, MemoryError) as exc:
                 rows, parts = (error_row(req.path, f"cannot parse: {exc}"),), need
+        for part, more in self.implied.items():
+            if part in parts:
+                parts |= more
         entry = FileEntry(rows, parts)
         self.cache.put((src.key, req.explicit), entry, weight=max(1, len(rows)))
         return entry
@@ -285,6 +290,20 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
     }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
+def signing_columns(blob: bytes | None) -> tuple[Row, str | None]:
+    """signed, signature_type and team_id alone (codesign.signature_summary: no CMS or
+    entitlements decoding), and a parse problem if any."""
+    from ..formats.macho.codesign import CodeSignatureError, signature_summary
+
+    if blob is None:
+        return {"signed": 0, "signature_type": "none"}, None
+    try:
+        kind, team = signature_summary(blob)
+    except CodeSignatureError as exc:
+        return {"signed": 0, "signature_type": "invalid"}, f"code signature: {exc}"
+    return {"signed": 1, "signature_type": kind, "team_id": team}, None
+
+
 #: The analysis part (macho.analysis.PARTS) each costly column needs; other columns come from the
 #: header and cost nothing beyond the parse.
 COLUMN_PARTS: dict[str, str] = {
@@ -295,8 +314,12 @@ COLUMN_PARTS: dict[str, str] = {
                      "entitlements", "authority", "launch_constraints"), "signature"),
 }
 ALL_PARTS = frozenset(COLUMN_PARTS.values())
+#: The columns the light `signing` part gives when a query reads no other signature column.
+SIGNING_COLUMNS = frozenset({"signed", "signature_type", "team_id"})
+#: Parts a computed part stands in for: the full signature parse gives the signing columns too.
+IMPLIED = {"signature": frozenset({"signing"})}
 #: The order problems are reported in (the order the analysis reads the file).
-_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signature")
+_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signing", "signature")
 #: A row's problems per part, kept with the cached row so `error` can name those the query needs.
 _PROBLEMS = "_problems"
 
@@ -305,7 +328,12 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
     """The analysis parts the query's columns need (all of them when osquery sent no colsUsed)."""
     if ctx.cols_used is None:
         return ALL_PARTS
-    return frozenset(part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used)
+    parts = {part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used}
+    if "signature" in parts and not any(c in ctx.cols_used for c, p in COLUMN_PARTS.items()
+                                        if p == "signature" and c not in SIGNING_COLUMNS):
+        parts.discard("signature")
+        parts.add("signing")
+    return frozenset(parts)
 
 
 def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
@@ -314,7 +342,7 @@ def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple
     from ..formats.macho.model import MachOError
 
     try:
-        a = analyze_slice(src, sl, (part,))
+        a = analyze_slice(src, sl, ("signature",) if part == "signing" else (part,))
     except MachOError as exc:
         return {}, (str(exc),)
     problems = list(a.problems)
@@ -332,6 +360,10 @@ def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple
         cols = {"text_entropy": a.text_entropy}
     elif part == "packers":
         cols = {"packer_markers": _json(list(a.packer_markers)) if a.packer_markers else None}
+    elif part == "signing":
+        cols, problem = signing_columns(a.code_signature)
+        if problem:
+            problems.append(problem)
     else:
         cols, problem = signature_columns(a.code_signature)
         if problem:
@@ -363,9 +395,13 @@ def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS
     row = dict(prior) if prior is not None else header_row(src, sl)
     problems = dict(row[_PROBLEMS])
     for part in (p for p in _ORDER if p in parts):
+        if part == "signing" and "signature" in problems:
+            continue  # the full parse already gave these columns
         cols, found = part_columns(src, sl, part)
         row.update(cols)
         problems[part] = found
+        if part == "signature":  # a light query's `error` names what made the signature invalid
+            problems["signing"] = found if cols.get("signature_type") == "invalid" else ()
     row[_PROBLEMS] = problems
     return row
 
@@ -395,7 +431,7 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row]:
     return lambda row: finish_row(row, parts)
 
 
-INFO_SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for)
+INFO_SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for, implied=IMPLIED)
 
 
 def signing_summary(path: str) -> tuple[str | None, str | None]:
