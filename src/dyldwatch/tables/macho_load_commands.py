@@ -126,8 +126,9 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
 
 #: Resolution plans (the candidate paths of one install name from one loader under one rpath
 #: stack): a pure function of their key, so they are shared by every query and never go stale.
-#: Which candidate exists is checked for every query.
-PLANS: BoundedCache[Plan] = BoundedCache(32_768)
+#: Which candidate exists is checked for every query. Bounded small: a walk over distinct loaders
+#: fills it with plans used once (about 0.5 KB each).
+PLANS: BoundedCache[Plan] = BoundedCache(4_096)
 #: An outcome: (plan key, index of the first existing candidate or -1, its real path when read).
 Outcome = tuple[Hashable, int, "str | None"]
 
