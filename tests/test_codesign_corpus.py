@@ -16,6 +16,7 @@ from dyldwatch.formats.macho.codesign import (
     LAUNCH_CONSTRAINT_MAGIC,
     CodeSignatureError,
     parse_code_signature,
+    signature_summary,
 )
 from dyldwatch.formats.macho.der import decode_der_entitlements, encode_der_entitlements
 from dyldwatch.formats.macho.sigwriter import blob, superblob
@@ -119,3 +120,46 @@ def test_der_entitlements_with_data_decode(entries: list[tuple[int, bytes]]) -> 
     sig = parse_code_signature(superblob(without_xml))
     assert sig.entitlements == value
     assert '"com.example.token":"AP9yYXc="' in sig.entitlements_json
+
+
+def test_light_signing_read_agrees_with_the_full_parse_on_every_corpus_file(corpus_dir: Path) -> None:
+    """signature_type, team_id and signed from the light read (no CMS or entitlements decoding)
+    equal the full parse's, file by file and slice by slice, through the table and directly."""
+    files = sorted(p for p in (corpus_dir / "files").iterdir() if p.is_file())
+    assert files
+    light_cols = ("path", "arch", "signed", "signature_type", "team_id")
+    compared = 0
+    for path in files:
+        SCANNER.clear()
+        PARSE_CACHE.clear()
+        ctx = QueryContext.build({"path": [(2, str(path))]}, light_cols)
+        light = [{k: r.get(k) for k in light_cols} for r in MachoInfoTable().generate(ctx)]
+        full = [{k: r.get(k) for k in light_cols} for r in _info(path)]
+        assert light == full, path.name
+        for _arch, off, size in code_signature_span(path):
+            blob_bytes = path.read_bytes()[off : off + size] if size < (8 << 20) else None
+            if blob_bytes is None:
+                continue
+            try:
+                sig = parse_code_signature(blob_bytes)
+            except CodeSignatureError:
+                with pytest.raises(CodeSignatureError):
+                    signature_summary(blob_bytes)
+                continue
+            assert signature_summary(blob_bytes) == (sig.signature_type, sig.team_id), path.name
+            compared += 1
+    assert compared > 50
+
+
+def test_light_signing_read_refuses_what_the_full_parse_refuses_structurally(
+        entries: list[tuple[int, bytes]]) -> None:
+    cd = next(b for s, b in entries if s == 0)
+    garbage_cms = [(s, blob(0xFADE0B01, b"\x04\x00garbage") if s == 0x10000 else b) for s, b in entries]
+    assert any(s == 0x10000 for s, _ in entries)
+    for bad in (superblob([*entries, (0x1000, cd)]),  # two CodeDirectories of one hash type
+                superblob([(s, b) for s, b in entries if s != 0 and not 0x1000 <= s <= 0x1004]),  # none
+                superblob(garbage_cms)):  # a CMS blob that is not a ContentInfo
+        with pytest.raises(CodeSignatureError):
+            parse_code_signature(bad)
+        with pytest.raises(CodeSignatureError):
+            signature_summary(bad)

@@ -79,7 +79,7 @@ def test_a_cached_part_is_not_computed_again(tmp_path: Path, monkeypatch) -> Non
     table = MachoInfoTable()
     list(table.generate(_ctx(path, SIGNING)))
     list(table.generate(_ctx(path, [*SIGNING, "text_entropy"])))
-    assert calls == ["signature", "text"]
+    assert calls == ["signing", "text"]  # the signing columns alone take the light signature read
 
 
 def test_error_names_only_the_problems_of_parts_read(tmp_path: Path) -> None:
@@ -158,3 +158,75 @@ def test_cache_is_bounded_by_weight_as_well_as_entries() -> None:
     assert len(cache) == 2 and cache.weight == 8 and cache.get(4) == "4" and cache.get(0) is None
     cache.put("huge", "x", weight=11)
     assert cache.get("huge") is None
+
+
+def test_load_command_fields_are_decoded_only_when_read(tmp_path: Path) -> None:
+    from dyldwatch.formats.macho import read_load_commands, read_slices
+    from dyldwatch.host.files import FileSource
+
+    with FileSource(_file(tmp_path)) as src:
+        (sl,) = [read_load_commands(src, ref) for ref in read_slices(src)]
+    seg = next(c for c in sl.commands if c.cmd_name == "LC_SEGMENT_64")
+    assert seg._lazy is not None and seg.name == "__PAGEZERO" or seg.name  # named at parse time
+    assert seg.data["segname"] == seg.name and seg._lazy is None  # decoded on first read, once
+
+
+def test_details_asked_after_a_query_without_them_match_a_fresh_query(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    table = macho_load_commands.MachoLoadCommandsTable()
+    list(table.generate(_ctx(path, ["path", "cmd", "name"])))
+    grown = list(table.generate(_ctx(path, ["path", "cmd", "details"])))
+    macho_load_commands.SCANNER.clear()
+    PARSE_CACHE.clear()
+    fresh = list(table.generate(_ctx(path, ["path", "cmd", "details"])))
+    assert grown == fresh and any(r.get("details") for r in grown)
+
+
+def test_cached_resolution_plans_still_see_dylibs_planted_and_removed(tmp_path: Path) -> None:
+    """Plans (candidate lists) are shared between queries; which candidate exists never is."""
+    exe = tmp_path / "exe"
+    w = mw.sample_executable()
+    w.add_rpath("@loader_path/first")
+    w.add_rpath("@loader_path/second")
+    w.add_dylib("@rpath/libx.dylib")
+    exe.write_bytes(w.build())
+    table = macho_load_commands.MachoLoadCommandsTable()
+    cols = ["path", "cmd", "name", "resolved_path", "resolved_exists", "search_paths"]
+    ctx = _ctx(str(exe), cols)
+
+    def wire_row() -> dict[str, str]:
+        (_, rows), = table.generate_wire(ctx, RowEncoder(type(table), ctx))
+        return next(r for r in _decode(list(rows)) if r.get("name") == "@rpath/libx.dylib")
+
+    def py_row() -> dict:
+        return next(r for r in table.generate(ctx) if r.get("name") == "@rpath/libx.dylib")
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert wire_row()["resolved_exists"] == "0" and py_row()["resolved_exists"] == 0
+    second.mkdir()
+    (second / "libx.dylib").write_bytes(b"x")
+    assert wire_row()["resolved_path"] == str(second / "libx.dylib") and py_row()["resolved_exists"] == 1
+    first.mkdir()
+    (first / "libx.dylib").write_bytes(b"x")  # an earlier rpath now wins
+    assert wire_row()["resolved_path"] == str(first / "libx.dylib")
+    (first / "libx.dylib").unlink()
+    (second / "libx.dylib").unlink()
+    got = wire_row()
+    paths = [c["path"] for c in json.loads(got["search_paths"])]
+    assert got["resolved_exists"] == "0" and str(first / "libx.dylib") in paths and str(second / "libx.dylib") in paths
+    assert len(macho_load_commands.PLANS) >= 1  # the candidates were planned once and reused
+
+
+def test_resolution_only_computes_the_columns_read(tmp_path: Path, monkeypatch) -> None:
+    exe = tmp_path / "exe"
+    w = mw.sample_executable()
+    w.add_dylib("@loader_path/libplanted.dylib")
+    exe.write_bytes(w.build())
+
+    def forbidden(*_a: object, **_k: object) -> bytes:
+        raise AssertionError("search_paths encoded though not read")
+
+    monkeypatch.setattr(macho_load_commands.orjson, "dumps", forbidden)
+    rows = list(macho_load_commands.MachoLoadCommandsTable().generate(
+        _ctx(str(exe), ["path", "name", "resolved_exists"])))
+    assert any(r.get("resolved_exists") == 0 for r in rows)

@@ -133,12 +133,18 @@ class RowEncoder:
         and, when `error` is among `names`, noted there."""
         out: dict[str, str] = {}
         escaped: list[str] = []
+        get = row.get
         for name in self.names if names is None else names:
-            value = row.get(name)
+            value = get(name)
             if value is None:
                 continue
-            if type(value) is str and value.isascii():
-                out[name] = value
+            kind = type(value)
+            if kind is str:
+                if value.isascii():
+                    out[name] = value
+                    continue
+            elif kind is int:
+                out[name] = str(value)
                 continue
             out[name], bad = to_wire(value)
             if bad:

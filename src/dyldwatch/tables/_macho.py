@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
@@ -54,7 +54,8 @@ class ParsedFile:
 
 def parse_file(src: FileSource) -> ParsedFile:
     """Slices and load commands of an open file; a malformed file yields what parsed plus an error."""
-    from ..formats.macho import MachOError, read_load_commands, read_slices
+    from ..formats.macho.loadcommands import read_load_commands, read_slices
+    from ..formats.macho.model import MachOError
 
     slices: list[MachOSlice] = []
     try:
@@ -81,8 +82,24 @@ FileRows = Callable[[FileSource, ParsedFile, frozenset[str], "tuple[Row, ...] | 
 #: finisher(ctx): the step that completes a cached row for the query's columns (None: nothing to do).
 #: Its output may be cached per column set, so it must depend on nothing but the row and the columns.
 Finisher = Callable[[QueryContext], Callable[[Row], Row] | None]
-#: live(ctx): columns computed afresh for every query (file-system state), or None when not read.
-Live = Callable[[QueryContext], Callable[[Row], Row | None] | None]
+
+
+class LiveColumns(Protocol):
+    """The columns of one query that depend on the file system now (whether a referenced dylib
+    exists), computed for every query so they never go stale.
+
+    `outcome(row)` checks the file system and returns everything the row's live columns depend
+    on, as a hashable (None when the row has none); `columns(row, outcome)` builds them. Equal
+    outcomes give equal columns, so a file whose outcomes are those of an earlier query is sent
+    with the bytes encoded then."""
+
+    def outcome(self, row: Row) -> Hashable | None: ...
+
+    def columns(self, row: Row, outcome: Hashable) -> Row: ...
+
+
+#: live(ctx): the query's LiveColumns, or None when it reads no live column.
+Live = Callable[[QueryContext], LiveColumns | None]
 #: Rows a table's cache holds at most (a row and its encoding take about 1-2 KB).
 CACHE_ROWS = 16_000
 #: Column sets whose encoded rows one file keeps (a scheduled query reads the same set each time).
@@ -96,6 +113,8 @@ class FileEntry:
     rows: tuple[Row, ...]
     parts: frozenset[str]
     wire: dict[frozenset[str], tuple[Pairs, ...]] = field(default_factory=dict)
+    #: whole encoded rows with their live columns, per (column set, live outcomes of every row)
+    live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 class MachOScanner:
@@ -110,13 +129,15 @@ class MachOScanner:
 
     def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, *,
                  parts_for: Callable[[QueryContext], frozenset[str]] | None = None, live: Live | None = None,
-                 live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS) -> None:
+                 live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS,
+                 implied: dict[str, frozenset[str]] | None = None) -> None:
         self.table = table
         self.rows_for = rows_for
         self.finisher = finisher
         self.parts_for = parts_for
         self.live = live
         self.live_columns = frozenset(live_columns)
+        self.implied = implied or {}
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
@@ -142,9 +163,9 @@ class MachOScanner:
                 if finish is not None:
                     row = finish(row)
                 if live is not None:
-                    extra = live(row)
-                    if extra:
-                        row = {**row, **extra}
+                    outcome = live.outcome(row)
+                    if outcome is not None:
+                        row = {**row, **live.columns(row, outcome)}
                 yield row
 
     def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
@@ -166,18 +187,25 @@ class MachOScanner:
                 if len(entry.wire) >= WIRE_SETS:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
-            if not live_names:
+            if not live_names or live is None:
                 yield req.path, tuple(encoder.row_bytes(p) for p in static)
                 continue
-            out: list[bytes] = []
-            for row, pairs in zip(entry.rows, static, strict=True):
-                extra = live(row) if live is not None else None
-                out.append(encoder.row_bytes(pairs, encoder.encode_pairs(encoder.values(extra, live_names)[0])) if extra
-                           else encoder.row_bytes(pairs))
-            yield req.path, tuple(out)
+            outcomes = tuple(live.outcome(r) for r in entry.rows)
+            key = (encoder.key, outcomes)
+            out = entry.live_wire.get(key)
+            if out is None:
+                out = tuple(
+                    encoder.row_bytes(pairs, encoder.encode_pairs(
+                        encoder.values(live.columns(row, outcome), live_names)[0]))
+                    if outcome is not None else encoder.row_bytes(pairs)
+                    for row, pairs, outcome in zip(entry.rows, static, outcomes, strict=True))
+                if len(entry.live_wire) >= WIRE_SETS:
+                    entry.live_wire.pop(next(iter(entry.live_wire)))
+                entry.live_wire[key] = out
+            yield req.path, out
 
     def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
-        from ..formats.macho import MachOError
+        from ..formats.macho.model import MachOError
 
         try:
             st: os.stat_result | None = os.stat(req.path)
@@ -214,6 +242,9 @@ class MachOScanner:
                 return FileEntry((error_row(req.path, str(exc)),), need)
             except (MachOError, ValueError, OverflowError, MemoryError) as exc:
                 rows, parts = (error_row(req.path, f"cannot parse: {exc}"),), need
+        for part, more in self.implied.items():
+            if part in parts:
+                parts |= more
         entry = FileEntry(rows, parts)
         self.cache.put((src.key, req.explicit), entry, weight=max(1, len(rows)))
         return entry
@@ -261,6 +292,20 @@ def signature_columns(blob: bytes | None) -> tuple[Row, str | None]:
     }, ("code signature: " + "; ".join(sig.problems)) if sig.problems else None
 
 
+def signing_columns(blob: bytes | None) -> tuple[Row, str | None]:
+    """signed, signature_type and team_id alone (codesign.signature_summary: no CMS or
+    entitlements decoding), and a parse problem if any."""
+    from ..formats.macho.codesign import CodeSignatureError, signature_summary
+
+    if blob is None:
+        return {"signed": 0, "signature_type": "none"}, None
+    try:
+        kind, team = signature_summary(blob)
+    except CodeSignatureError as exc:
+        return {"signed": 0, "signature_type": "invalid"}, f"code signature: {exc}"
+    return {"signed": 1, "signature_type": kind, "team_id": team}, None
+
+
 #: The analysis part (macho.analysis.PARTS) each costly column needs; other columns come from the
 #: header and cost nothing beyond the parse.
 COLUMN_PARTS: dict[str, str] = {
@@ -271,8 +316,12 @@ COLUMN_PARTS: dict[str, str] = {
                      "entitlements", "authority", "launch_constraints"), "signature"),
 }
 ALL_PARTS = frozenset(COLUMN_PARTS.values())
+#: The columns the light `signing` part gives when a query reads no other signature column.
+SIGNING_COLUMNS = frozenset({"signed", "signature_type", "team_id"})
+#: Parts a computed part stands in for: the full signature parse gives the signing columns too.
+IMPLIED = {"signature": frozenset({"signing"})}
 #: The order problems are reported in (the order the analysis reads the file).
-_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signature")
+_ORDER = ("build", "symbols", "imports", "strings", "text", "packers", "signing", "signature")
 #: A row's problems per part, kept with the cached row so `error` can name those the query needs.
 _PROBLEMS = "_problems"
 
@@ -281,15 +330,21 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
     """The analysis parts the query's columns need (all of them when osquery sent no colsUsed)."""
     if ctx.cols_used is None:
         return ALL_PARTS
-    return frozenset(part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used)
+    parts = {part for col, part in COLUMN_PARTS.items() if col in ctx.cols_used}
+    if "signature" in parts and not any(c in ctx.cols_used for c, p in COLUMN_PARTS.items()
+                                        if p == "signature" and c not in SIGNING_COLUMNS):
+        parts.discard("signature")
+        parts.add("signing")
+    return frozenset(parts)
 
 
 def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
     """One part's columns of one slice, and the problems met computing them."""
-    from ..formats.macho import MachOError, analyze_slice
+    from ..formats.macho.analysis import analyze_slice
+    from ..formats.macho.model import MachOError
 
     try:
-        a = analyze_slice(src, sl, (part,))
+        a = analyze_slice(src, sl, ("signature",) if part == "signing" else (part,))
     except MachOError as exc:
         return {}, (str(exc),)
     problems = list(a.problems)
@@ -307,6 +362,10 @@ def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple
         cols = {"text_entropy": a.text_entropy}
     elif part == "packers":
         cols = {"packer_markers": _json(list(a.packer_markers)) if a.packer_markers else None}
+    elif part == "signing":
+        cols, problem = signing_columns(a.code_signature)
+        if problem:
+            problems.append(problem)
     else:
         cols, problem = signature_columns(a.code_signature)
         if problem:
@@ -338,9 +397,13 @@ def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS
     row = dict(prior) if prior is not None else header_row(src, sl)
     problems = dict(row[_PROBLEMS])
     for part in (p for p in _ORDER if p in parts):
+        if part == "signing" and "signature" in problems:
+            continue  # the full parse already gave these columns
         cols, found = part_columns(src, sl, part)
         row.update(cols)
         problems[part] = found
+        if part == "signature":  # a light query's `error` names what made the signature invalid
+            problems["signing"] = found if cols.get("signature_type") == "invalid" else ()
     row[_PROBLEMS] = problems
     return row
 
@@ -370,7 +433,7 @@ def finisher(ctx: QueryContext) -> Callable[[Row], Row]:
     return lambda row: finish_row(row, parts)
 
 
-INFO_SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for)
+INFO_SCANNER = MachOScanner("macho_info", rows_for, finisher, parts_for=parts_for, implied=IMPLIED)
 
 
 def signing_summary(path: str) -> tuple[str | None, str | None]:

@@ -7,11 +7,12 @@ load-command area, so it can run over whole directories on a schedule.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 
+from ..host.cache import BoundedCache
 from ..host.files import FileProblem, FileSource
 from ._macho import MachOScanner, ParsedFile
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
@@ -19,7 +20,7 @@ from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryC
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
     from ..extension.wire import RowEncoder
     from ..formats.macho import MachOSlice
-    from ..formats.macho.resolve import Resolution
+    from ..formats.macho.resolve import Plan, Resolution
 
 DYLIB_COMMANDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
@@ -42,8 +43,9 @@ def details_json(cmd_name: str, data: dict | None) -> str | None:
 
 
 def _build(sl: MachOSlice) -> tuple[str | None, str | None]:
-    from ..formats.macho import constants as C
     """(sdk, platform) of a slice, LC_BUILD_VERSION winning over LC_VERSION_MIN_*."""
+    from ..formats.macho import constants as C
+
     build = sl.first(C.LC_BUILD_VERSION)
     if build is not None and build.data:
         return build.data["sdk"], build.data["platform"]
@@ -60,13 +62,19 @@ def link_flags(kind: str, data: dict | None) -> str:
     return _CLASSIC_LINK.get(kind, "")
 
 
-def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
+#: The optional part of this table's rows: `details`, the decoded fields of every command as JSON.
+#: Everything else comes with the parse (names and versions are decoded with the commands; the
+#: fields of segments, symbol tables and the like are decoded only for `details`).
+DETAILS = "details"
+
+
+def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row]:
     from ..formats.macho import constants as C
     from ..formats.macho.resolve import needs_fallbacks
+
     directory = os.path.dirname(path)
     arch = sl.ref.arch
     rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
-    executable_path = path  # a bundle's main executable replaces it per query (see finisher)
     sdk, platform = _build(sl)
     fallbacks = needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
     for cmd in sl.commands:
@@ -83,10 +91,13 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
             "current_version": cmd.current_version,
             "weak": 1 if cmd.weak else 0,
             "error": None,
-            "_data": cmd.data,
         }
+        if details:
+            row["details"] = details_json(kind, cmd.data)
         if kind in DYLIB_COMMANDS and cmd.name:
-            row["_resolve"] = (cmd.name, executable_path, path, rpaths)
+            # what resolution depends on besides the file system and the bundle (see Resolver);
+            # (name, executable path, loader path, rpaths): snapshot.py reads this shape too
+            row["_resolve"] = (cmd.name, path, path, rpaths)
             row["_fallbacks"] = fallbacks
             row["link_flags"] = link_flags(kind, cmd.data)
         elif kind == "LC_RPATH" and cmd.name:
@@ -96,10 +107,12 @@ def slice_rows(path: str, sl: MachOSlice) -> Iterator[Row]:
 
 def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = frozenset(),
              prior: tuple[Row, ...] | None = None) -> Iterator[Row]:
-    """Every command's row (this table has no optional parts: the load commands are the parse)."""
+    """Every command's row; with `details` when asked (the rows are rebuilt whole: they are cheap
+    once the file is parsed, and `details` is the only costly column)."""
+    details = DETAILS in parts or (prior is not None and bool(prior) and DETAILS in prior[0])
     for sl in parsed.slices:
         if sl.commands:
-            yield from slice_rows(src.path, sl)
+            yield from slice_rows(src.path, sl, details)
         elif not parsed.error:  # nothing dyld could load; say so rather than return nothing
             yield {"path": src.path, "directory": os.path.dirname(src.path), "arch": sl.ref.arch,
                    "error": f"slice {sl.ref.arch} has no load commands"}
@@ -107,70 +120,106 @@ def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = frozen
         yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
 
 
-def finisher(ctx: QueryContext) -> Callable[[Row], Row] | None:
-    """`details` when the query reads it (depends on the row alone, so its encoding is cached)."""
-    if not ctx.uses("details"):
-        return None
-
-    def finish(row: Row) -> Row:
-        data = row.get("_data")
-        return row if data is None else {**row, "details": details_json(row["cmd"], data)}
-
-    return finish
+def parts_for(ctx: QueryContext) -> frozenset[str]:
+    return frozenset((DETAILS,)) if ctx.uses(DETAILS) else frozenset()
 
 
-def live(ctx: QueryContext) -> Callable[[Row], Row | None] | None:
-    """Dylib resolution against the file system as it is now (never from cache, so a dylib
-    planted later is seen at once). Existence checks are shared within one query: many binaries
-    name the same libraries."""
-    if not any(ctx.uses(c) for c in _RESOLVED):
-        return None
-    from ..formats.macho.resolve import bundle_main_executable, physical_path, resolve_dylib
+#: Resolution plans (the candidate paths of one install name from one loader under one rpath
+#: stack): a pure function of their key, so they are shared by every query and never go stale.
+#: Which candidate exists is checked for every query. Bounded small: a walk over distinct loaders
+#: fills it with plans used once (about 0.5 KB each).
+PLANS: BoundedCache[Plan] = BoundedCache(4_096)
+#: An outcome: (plan key, index of the first existing candidate or -1, its real path when read).
+Outcome = tuple[Hashable, int, "str | None"]
 
-    known: dict[str, bool] = {}
-    real: dict[str, str] = {}
-    heads: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
 
-    def exists(path: str) -> bool:
-        hit = known.get(path)
+class Resolver:
+    """Dylib resolution against the file system as it is now, for one query (LiveColumns).
+
+    Plans come from PLANS; existence checks, real paths and bundle heads are looked up once per
+    query (many binaries name the same libraries) and never kept past it, so a dylib planted after
+    one query is seen by the next."""
+
+    def __init__(self, ctx: QueryContext) -> None:
+        self.want = frozenset(c for c in _RESOLVED if ctx.uses(c))
+        self.known: dict[str, bool] = {}
+        self.real: dict[str, str] = {}
+        self.heads: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
+        self.plans: dict[Hashable, Plan] = {}
+
+    def exists(self, path: str) -> bool:
+        hit = self.known.get(path)
         if hit is None:
-            hit = known[path] = os.path.exists(path)
+            hit = self.known[path] = os.path.exists(path)
         return hit
 
-    def realpath(path: str) -> str:
-        hit = real.get(path)
+    def realpath(self, path: str) -> str:
+        hit = self.real.get(path)
         if hit is None:
-            hit = real[path] = os.path.realpath(path)
+            hit = self.real[path] = os.path.realpath(path)
         return hit
 
-    def head(path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
+    def head(self, path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
         """The main executable of the bundle holding `path`, with its LC_RPATHs for `arch`."""
-        key = (os.path.dirname(path), arch)
-        if key not in heads:
-            exe = bundle_main_executable(path)
-            heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
-        return heads[key]
+        from ..formats.macho.resolve import bundle_main_executable
 
-    def resolve(row: Row) -> Row | None:
+        key = (os.path.dirname(path), arch)
+        if key not in self.heads:
+            exe = bundle_main_executable(path)
+            self.heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
+        return self.heads[key]
+
+    def outcome(self, row: Row) -> Outcome | None:
         spec = row.get("_resolve")
         if spec is None:
             return None
+        from ..formats.macho.resolve import physical_path, plan_dylib
+
         name, _exe, loader_path, rpaths = spec
-        top = head(loader_path, row.get("arch") or "")
-        stack: list[tuple[str, tuple[str, ...]]] = []
-        executable_path = None
+        fallbacks = bool(row.get("_fallbacks"))
+        top = self.head(loader_path, row.get("arch") or "")
+        executable_path: str | None = None
+        stack: tuple[tuple[str, tuple[str, ...]], ...] = ()
         if top is not None and physical_path(top[0]) != physical_path(loader_path):
-            executable_path = top[0]
-            stack.append(top)
-        res = resolve_dylib(name, loader_path=loader_path, rpaths=rpaths, exists=exists,
-                            executable_path=executable_path, rpath_stack=stack, realpath=realpath,
-                            fallbacks=bool(row.get("_fallbacks")))
-        out = resolution_columns(res)
-        # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
-        out["resolved_realpath"] = realpath(res.path) if res.exists and res.path else None
+            executable_path, stack = top[0], (top,)
+        key: Hashable = (spec, fallbacks, executable_path, stack)
+        plan = self.plans.get(key) or PLANS.get(key)
+        if plan is None:
+            used: list[str] = []
+
+            def realpath(p: str) -> str:
+                used.append(p)
+                return self.realpath(p)
+
+            plan = plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
+                              rpath_stack=stack, realpath=realpath, fallbacks=fallbacks)
+            if used:  # a `..` after a symlink: the plan depends on the file system, this query only
+                key = (key, plan)
+            else:
+                PLANS.put(key, plan)
+        self.plans[key] = plan
+        found = plan.outcome(self.exists)
+        real = None
+        if found >= 0 and "resolved_realpath" in self.want:
+            # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
+            hit = plan.candidates[found] if found < len(plan.candidates) else \
+                plan.fallbacks[found - len(plan.candidates)]
+            real = self.realpath(hit.path)
+        return key, found, real
+
+    def columns(self, row: Row, outcome: Hashable) -> Row:
+        key, found, real = outcome  # type: ignore[misc]
+        out = resolution_columns(self.plans[key].settle(found), self.want)
+        if "resolved_realpath" in self.want:
+            out["resolved_realpath"] = real
         return out
 
-    return resolve
+
+def live(ctx: QueryContext) -> Resolver | None:
+    """The query's Resolver, or None when it reads no resolution column."""
+    if not any(ctx.uses(c) for c in _RESOLVED):
+        return None
+    return Resolver(ctx)
 
 
 def _json_text(text: str) -> str:
@@ -178,38 +227,48 @@ def _json_text(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def resolution_columns(res: Resolution) -> Row:
-    """The resolution columns of one dylib row."""
-    from ..formats.macho import in_shared_cache_path
+def resolution_columns(res: Resolution, want: frozenset[str] = frozenset(_RESOLVED)) -> Row:
+    """The resolution columns of one dylib row (those in `want`)."""
+    from ..formats.macho.resolve import in_shared_cache_path
 
     found = res.exists
-    return {
-        "resolved_path": res.path,
-        "resolved_exists": 1 if found else 0,
-        "in_shared_cache": 1 if (res.path and not found and in_shared_cache_path(res.path)) else 0,
-        "rpath_source": res.source,
-        "search_paths": orjson.dumps([{"path": _json_text(c.path), "via": c.via,
-                                       **({"source": _json_text(c.source)} if c.source else {})}
-                                      for c in res.candidates]).decode() if res.candidates else None,
-        "planting_vector": "; ".join(res.planting) or None,
-    }
+    out: Row = {}
+    if "resolved_path" in want:
+        out["resolved_path"] = res.path
+    if "resolved_exists" in want:
+        out["resolved_exists"] = 1 if found else 0
+    if "in_shared_cache" in want:
+        out["in_shared_cache"] = 1 if (res.path and not found and in_shared_cache_path(res.path)) else 0
+    if "rpath_source" in want:
+        out["rpath_source"] = res.source
+    if "search_paths" in want:
+        out["search_paths"] = orjson.dumps([{"path": _json_text(c.path), "via": c.via,
+                                             **({"source": _json_text(c.source)} if c.source else {})}
+                                            for c in res.candidates]).decode() if res.candidates else None
+    if "planting_vector" in want:
+        out["planting_vector"] = "; ".join(res.planting) or None
+    return out
 
 
 def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
-    """LC_RPATHs of a bundle's main executable for one arch (its first slice when `arch` is absent)."""
-    from ._macho import parse_file
+    """LC_RPATHs of a bundle's main executable for one arch (its first slice when `arch` is absent).
+    Read through the shared parse cache, checked against the file as it is now."""
+    from ._macho import PARSE_CACHE, parse_file
 
     try:
         with FileSource(exe, max_size=2 << 30) as src:
-            parsed = parse_file(src)
+            parsed = PARSE_CACHE.get(src.key)
+            if parsed is None:
+                parsed = parse_file(src)
+                PARSE_CACHE.put(src.key, parsed)
     except (FileProblem, OSError, ValueError):
         return ()
     slices = [s for s in parsed.slices if s.ref.arch == arch] or list(parsed.slices[:1])
     return tuple(slices[0].rpaths) if slices else ()
 
 
-#: Load-command rows carry their decoded fields (for `details`) and are many per file: half the rows.
-SCANNER = MachOScanner("macho_load_commands", rows_for, finisher, live=live, live_columns=_RESOLVED,
+#: Load-command rows are many per file: half the rows of macho_info's cache.
+SCANNER = MachOScanner("macho_load_commands", rows_for, parts_for=parts_for, live=live, live_columns=_RESOLVED,
                        cache_rows=8_000)
 
 

@@ -138,6 +138,10 @@ def _read_exact(src: ByteSource, off: int, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
+_BUILD_COMMANDS = frozenset({"LC_UUID", "LC_BUILD_VERSION", "LC_ENCRYPTION_INFO", "LC_ENCRYPTION_INFO_64",
+                             *(C.lc_name(c) for c in C.VERSION_MIN_PLATFORMS)})
+
+
 def analyze_slice(src: ByteSource, sl: MachOSlice, parts: Collection[str] | None = None) -> SliceAnalysis:
     """The macho_info facts for one parsed slice (see SliceAnalysis): all PARTS, or only `parts`."""
     want = PARTS if parts is None else PARTS & frozenset(parts)
@@ -148,8 +152,22 @@ def analyze_slice(src: ByteSource, sl: MachOSlice, parts: Collection[str] | None
     codesig: LoadCommand | None = None
     text: LoadCommand | None = None
     cstring: Section | None = None
+    # Only the commands the wanted parts read are looked into (their fields decode on first read).
+    relevant = set()
+    if "build" in want:
+        relevant |= _BUILD_COMMANDS
+    if want & {"symbols"}:
+        relevant |= {"LC_SYMTAB", "LC_DYSYMTAB"}
+    if "imports" in want:
+        relevant.add("LC_DYLD_CHAINED_FIXUPS")
+    if "signature" in want:
+        relevant.add("LC_CODE_SIGNATURE")
+    if want & {"packers", "text", "strings"}:
+        relevant |= {"LC_SEGMENT", "LC_SEGMENT_64"}
     for c in sl.commands:
         name = c.cmd_name
+        if name not in relevant:
+            continue
         d = c.data
         if d is None:
             continue
@@ -179,7 +197,7 @@ def analyze_slice(src: ByteSource, sl: MachOSlice, parts: Collection[str] | None
                     if s.sectname == "__cstring" and cstring is None:
                         cstring = s
     # A platform from LC_BUILD_VERSION wins over an older LC_VERSION_MIN_* that came first.
-    build = sl.first(C.LC_BUILD_VERSION)
+    build = sl.first(C.LC_BUILD_VERSION) if "build" in want else None
     if build is not None and build.data is not None:
         out.platform, out.min_os, out.sdk = build.data["platform"], build.data["minos"], build.data["sdk"]
 
@@ -256,12 +274,29 @@ def _imports(src: ByteSource, sl: MachOSlice, chained: LoadCommand | None, out: 
     out.nsyms_imports = imports_count
 
 
+#: Every byte that is not printable (NUL included) maps to NUL; printable ones to 1.
+_CLASSES = bytes(1 if b in _PRINTABLE else 0 for b in range(256))
+
+
 def count_cstrings(data: bytes) -> int:
-    """NUL-terminated strings of at least 4 bytes, all printable ASCII (incl. tab, newline, CR)."""
+    """NUL-terminated strings of at least 4 bytes, all printable ASCII (incl. tab, newline, CR).
+
+    Counted without building a list of the strings: each string's end is found with `find` and
+    only its length and its bytes' classes (one translated copy of the section) are looked at."""
     n = 0
-    for piece in data.split(b"\0")[:-1]:
-        if len(piece) >= 4 and not piece.translate(None, _PRINTABLE):
+    end = data.rfind(b"\0")  # bytes after the last NUL are not a terminated string
+    if end < 0:
+        return 0
+    classes = data.translate(_CLASSES) if end >= 4 else b""
+    # In `classes`, a printable byte is 1 and anything else 0; a string counts when its bytes,
+    # up to its NUL, are all 1 and there are at least 4 of them.
+    pos = 0
+    find = data.find
+    while pos <= end:
+        nul = find(b"\0", pos, end + 1)
+        if nul - pos >= 4 and classes.find(0, pos, nul) < 0:
             n += 1
+        pos = nul + 1
     return n
 
 

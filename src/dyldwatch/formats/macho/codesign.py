@@ -344,6 +344,86 @@ def _authorities(cms_der: bytes) -> tuple[list[str], str | None]:
     return [_common_name(certs[i]) for i in chain], (str(ou) if ou else None)
 
 
+#: DER of the signedData content type (1.2.840.113549.1.7.2), which a CMS ContentInfo starts with.
+_SIGNED_DATA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
+
+
+def _looks_like_signed_data(der: bytes) -> bool:
+    """A ContentInfo SEQUENCE (DER or BER indefinite length) whose content type is signedData:
+    what every CMS the full parse accepts starts with, checked without decoding it."""
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    first = der[1]
+    at = 2 if first < 0x80 or first == 0x80 else 2 + (first & 0x7F)
+    return der[at : at + len(_SIGNED_DATA_OID)] == _SIGNED_DATA_OID
+
+
+def signature_summary(blob: bytes) -> tuple[str, str | None]:
+    """(signature_type, team_id) of a SuperBlob, reading only what decides them: the SuperBlob
+    index, the CodeDirectories (the kernel's choice among them) and whether a CMS blob is there.
+
+    Raises CodeSignatureError for every structural fault parse_code_signature raises for. It does
+    not decode the CMS certificates or the entitlements, so a signature whose CMS content is
+    malformed past its first bytes, or whose entitlements do not parse, is reported here by its
+    structure (certificate, adhoc) where the full parse calls it invalid.
+    """
+    blob = bytes(blob)
+    if len(blob) < 12:
+        raise CodeSignatureError(f"signature is {len(blob)} bytes, too short for a SuperBlob header")
+    magic, length, count = struct.unpack_from(">3I", blob, 0)
+    if magic != SUPERBLOB_MAGIC:
+        raise CodeSignatureError(f"SuperBlob magic at 0x0 is {magic:#x}, expected {SUPERBLOB_MAGIC:#x}")
+    if length < 12 or length > len(blob):
+        raise CodeSignatureError(f"SuperBlob length at 0x4 claims {length} bytes but {len(blob)} are present")
+    if count > MAX_BLOBS:
+        raise CodeSignatureError(f"SuperBlob count at 0x8 claims {count} blobs, over the limit of {MAX_BLOBS}")
+    index_end = 12 + 8 * count
+    if index_end > length:
+        raise CodeSignatureError(f"SuperBlob index of {count} entries runs past its {length} bytes")
+    directories: list[_CodeDirectory] = []
+    seen: set[int] = set()
+    cms: tuple[int, int, int] | None = None  # offset, length of the first CMS blob
+    for i in range(count):
+        slot, off = struct.unpack_from(">2I", blob, 12 + 8 * i)
+        where = f"index entry {i} (slot {slot:#x})"
+        if slot in _UNIQUE_SLOTS and slot in seen:
+            raise CodeSignatureError(f"{where} repeats slot {slot:#x}; the kernel refuses that")
+        if off < index_end or off + 8 > length:
+            raise CodeSignatureError(f"{where} points at {off:#x}, outside the blob area "
+                                     f"{index_end:#x}..{length:#x}")
+        bmagic, blen = struct.unpack_from(">2I", blob, off)
+        if blen < 8 or blen > length - off:
+            raise CodeSignatureError(f"{where}: blob at {off:#x} claims {blen} bytes; it must hold its 8-byte "
+                                     f"header and end by the SuperBlob end at {length:#x}")
+        if slot == SLOT_CODEDIRECTORY or SLOT_ALTERNATE_FIRST <= slot <= SLOT_ALTERNATE_LAST:
+            if bmagic != CODEDIRECTORY_MAGIC:
+                raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, not a CodeDirectory")
+            cd = _code_directory(blob[off : off + blen], slot, off)
+            clash = next((d for d in directories if d.hash_type == cd.hash_type), None)
+            if clash is not None:
+                raise CodeSignatureError(f"two {HASH_TYPES[cd.hash_type]} CodeDirectories (slots "
+                                         f"{clash.slot:#x} and {slot:#x}); the kernel refuses that")
+            directories.append(cd)
+            continue
+        if slot in _SLOT_MAGIC and bmagic != _SLOT_MAGIC[slot]:
+            raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, expected "
+                                     f"{_SLOT_MAGIC[slot]:#x}")
+        if slot == SLOT_SIGNATURE and cms is None:
+            cms = (off, blen, 0)
+        seen.add(slot)
+    if not directories:
+        raise CodeSignatureError("SuperBlob has no CodeDirectory (slot 0 or 0x1000..0x1004)")
+    best = max(directories, key=lambda d: _HASH_RANK[d.hash_type])
+    if cms is not None and cms[1] > 8:
+        off, blen, _ = cms
+        if not _looks_like_signed_data(blob[off + 8 : off + blen]):
+            raise CodeSignatureError(f"CMS signature at {off:#x} does not parse: not a CMS signedData")
+        return "certificate", best.team_id
+    if best.flags & CS_LINKER_SIGNED:
+        return "linker-signed", best.team_id
+    return "adhoc", best.team_id
+
+
 def parse_code_signature(blob: bytes) -> CodeSignature:
     """Decode a SuperBlob (bytes at LC_CODE_SIGNATURE's dataoff/datasize); raises only CodeSignatureError."""
     blob = bytes(blob)

@@ -204,11 +204,21 @@ def _dec_fvmlib(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, 
     lc.data = {"minor_version": minor, "header_addr": header_addr}
 
 
+def _seg_layouts(lc: LoadCommand, st: _Structs) -> tuple[struct.Struct, struct.Struct, int]:
+    return (st.seg64, st.sect64, 72) if lc.cmd == C.LC_SEGMENT_64 else (st.seg32, st.sect32, 56)
+
+
+def _check_segment(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
+    """The segment's name, and that its sections fit (the rest is decoded when `data` is read)."""
+    seg, sect, fixed = _seg_layouts(lc, st)
+    nsects = seg.unpack_from(buf, pos + 8)[7]
+    if fixed + nsects * sect.size > size:
+        raise _Bad(f"{lc.cmd_name} claims {nsects} sections, more than its cmdsize {size} holds", pos)
+    lc.name = _cname(buf[pos + 8 : pos + 24])
+
+
 def _dec_segment(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
-    if lc.cmd == C.LC_SEGMENT_64:
-        seg, sect, fixed = st.seg64, st.sect64, 72
-    else:
-        seg, sect, fixed = st.seg32, st.sect32, 56
+    seg, sect, fixed = _seg_layouts(lc, st)
     segname, vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, flags = seg.unpack_from(buf, pos + 8)
     if fixed + nsects * sect.size > size:
         raise _Bad(f"{lc.cmd_name} claims {nsects} sections, more than its cmdsize {size} holds", pos)
@@ -249,6 +259,12 @@ def _dec_linkedit(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs
 def _dec_main(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
     entryoff, stacksize = st.main.unpack_from(buf, pos + 8)
     lc.data = {"entryoff": entryoff, "stacksize": stacksize}
+
+
+def _check_build(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
+    ntools = st.build.unpack_from(buf, pos + 8)[3]
+    if 24 + ntools * 8 > size:
+        raise _Bad(f"LC_BUILD_VERSION claims {ntools} tools, more than its cmdsize {size} holds", pos)
 
 
 def _dec_build(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
@@ -331,9 +347,27 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
 }
 
 
-#: cmd -> (name, smallest valid cmdsize, decoder or None): one lookup per command in the hot loop.
-_SPECS: dict[int, tuple[str, int, _Decoder | None]] = {
-    cmd: (name, _DECODERS.get(cmd, (8, None))[0], _DECODERS.get(cmd, (8, None))[1]) for cmd, name in C.LC_NAMES.items()
+#: Decoders that only fill `data` from fixed fields (nothing in them can be wrong once cmdsize is
+#: checked), and the checks that must run at parse time for the rest of a deferred decoder: these
+#: run when `data` is first read. Decoders that set `name` or versions run at parse time.
+_DEFERRED: dict[_Decoder, _Decoder | None] = {
+    _dec_segment: _check_segment, _dec_build: _check_build,
+    **dict.fromkeys((_dec_symtab, _dec_dysymtab, _dec_dyld_info, _dec_linkedit, _dec_main, _dec_version_min,
+                     _dec_uuid, _dec_encryption, _dec_source_version, _dec_linker_option)),
+}
+
+
+def _spec(cmd: int, name: str) -> tuple[str, int, _Decoder | None, _Decoder | None]:
+    minsize, decode = _DECODERS.get(cmd, (8, None))
+    if decode in _DEFERRED:
+        return name, minsize, _DEFERRED[decode], decode
+    return name, minsize, decode, None
+
+
+#: cmd -> (name, smallest valid cmdsize, decoder run at parse time or None, decoder deferred until
+#: `data` is read or None): one lookup per command in the hot loop.
+_SPECS: dict[int, tuple[str, int, _Decoder | None, _Decoder | None]] = {
+    cmd: _spec(cmd, name) for cmd, name in C.LC_NAMES.items()
 }
 
 
@@ -404,13 +438,15 @@ def read_load_commands(src: ByteSource, ref: SliceRef) -> MachOSlice:
             if spec is None:
                 append(LoadCommand(i, cmd, f"LC_{cmd:#x}", cmdsize, base + pos))
             else:
-                name, minsize, decode = spec
+                name, minsize, decode, deferred = spec
                 lc = LoadCommand(i, cmd, name, cmdsize, base + pos)
+                if cmdsize < minsize:
+                    raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} is smaller than its structure "
+                               f"({minsize} bytes)", pos)
                 if decode is not None:
-                    if cmdsize < minsize:
-                        raise _Bad(f"load command {i} ({name}) cmdsize {cmdsize} is smaller than its structure "
-                                   f"({minsize} bytes)", pos)
                     decode(lc, buf, pos, cmdsize, st, is64)
+                if deferred is not None:
+                    lc._lazy = (deferred, buf, pos, cmdsize, st, is64)
                 append(lc)
             pos += cmdsize
     except _Bad as bad:

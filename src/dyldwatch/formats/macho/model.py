@@ -131,25 +131,64 @@ def _cname(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
-@dataclass(slots=True)
 class LoadCommand:
     """One load command, with the fields the tables need decoded.
 
     `offset` is the command's absolute file offset. `name` holds the lc_str of dylib, rpath,
     dylinker, sub-framework and similar commands. Offsets inside `data` (dataoff, fileoff, symoff,
     cryptoff …) are relative to the slice, as in the file format.
+
+    `data` is decoded on first access (the parse checks everything that can be wrong with a
+    command up front, so a late decode never fails): a reader that wants names and versions,
+    such as the load-command table, does not pay for every segment's and symbol table's fields.
     """
 
-    index: int
-    cmd: int
-    cmd_name: str
-    cmd_size: int
-    offset: int
-    name: str | None = None
-    compatibility_version: str | None = None
-    current_version: str | None = None
-    weak: bool = False
-    data: dict[str, Any] | None = None
+    __slots__ = ("index", "cmd", "cmd_name", "cmd_size", "offset", "name", "compatibility_version",
+                 "current_version", "weak", "_data", "_lazy")
+
+    def __init__(self, index: int, cmd: int, cmd_name: str, cmd_size: int, offset: int, name: str | None = None,
+                 compatibility_version: str | None = None, current_version: str | None = None, weak: bool = False,
+                 data: dict[str, Any] | None = None) -> None:
+        self.index = index
+        self.cmd = cmd
+        self.cmd_name = cmd_name
+        self.cmd_size = cmd_size
+        self.offset = offset
+        self.name = name
+        self.compatibility_version = compatibility_version
+        self.current_version = current_version
+        self.weak = weak
+        self._data = data
+        #: (decoder, *arguments) that fills `data` when it is first read
+        self._lazy: tuple[Any, ...] | None = None
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        lazy = self._lazy
+        if lazy is not None:
+            self._lazy = None
+            lazy[0](self, *lazy[1:])
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any] | None) -> None:
+        self._data = value
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.index, self.cmd, self.cmd_name, self.cmd_size, self.offset, self.name,
+                self.compatibility_version, self.current_version, self.weak, self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LoadCommand):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        names = ("index", "cmd", "cmd_name", "cmd_size", "offset", "name", "compatibility_version",
+                 "current_version", "weak", "data")
+        return "LoadCommand(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True)) + ")"
 
 
 @dataclass(slots=True)

@@ -186,6 +186,94 @@ def needs_fallbacks(sdk: str | None, platform: str | None) -> bool:
     return (major, minor) < FALLBACK_FREE_SDK
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What resolving one install name needs from files, worked out once: the candidates in order
+    (then the fallbacks, tried only when none exists and the path is not served from the shared
+    cache) and the planting vectors that do not depend on which candidate exists. `settle` turns
+    a plan into a Resolution against the file system as it is now."""
+
+    candidates: tuple[Candidate, ...] = ()
+    fallbacks: tuple[Candidate, ...] = ()
+    planting: tuple[str, ...] = ()
+    fallback_note: str | None = None
+    unresolvable: bool = False
+
+    def outcome(self, exists: Callable[[str], bool]) -> int:
+        """Index of the first existing candidate (fallbacks counted after the candidates), or -1."""
+        if self.unresolvable:
+            return -1
+        for i, c in enumerate(self.candidates):
+            if c.via != "relative_rpath" and exists(c.path):
+                return i
+        base = len(self.candidates)
+        for i, c in enumerate(self.fallbacks):
+            if exists(c.path):
+                return base + i
+        return -1
+
+    def settle(self, found: int) -> Resolution:
+        """The Resolution when `found` (from `outcome`) is the first existing candidate."""
+        if self.unresolvable:
+            return Resolution(None, False)
+        planting = self.planting
+        candidates = self.candidates
+        if found < 0 or found >= len(candidates):
+            if self.fallbacks:
+                candidates = (*candidates, *self.fallbacks)
+            if self.fallback_note:
+                planting = (*planting, self.fallback_note)
+        if found >= 0:
+            hit = candidates[found]
+            return Resolution(hit.path, True, hit.source, candidates, planting)
+        first = next((c for c in candidates if c.via not in ("relative_rpath", "fallback")), None)
+        return Resolution(first.path if first else None, False, first.source if first else None,
+                          candidates, planting)
+
+
+def plan_dylib(
+    name: str,
+    *,
+    loader_path: str,
+    rpaths: Sequence[str],
+    executable_path: str | None = None,
+    rpath_stack: Sequence[tuple[str, Sequence[str]]] = (),
+    realpath: Realpath | None = None,
+    fallbacks: bool = False,
+) -> Plan:
+    """The candidates of an install name (see resolve_dylib); no existence check is made here.
+    `realpath` is called only for paths holding `/..` (the plan then depends on symlinks too)."""
+    exe = executable_path if executable_path is not None else loader_path
+    planting: list[str] = []
+    if name.startswith(_RPATH):
+        stack = [(loader_path, rpaths), *rpath_stack]
+        candidates = _rpath_candidates(name[len(_RPATH):], exe, stack, realpath)
+        for c in candidates:
+            if c.via == "relative_rpath":
+                planting.append(f"relative LC_RPATH '{c.rpath}' of {c.source}: dyld tries '{c.path}' "
+                                "against the process's working directory")
+    elif "/" not in name:
+        return Plan(unresolvable=True)
+    else:
+        expanded = _expand_anchor(name, exe, loader_path, realpath)
+        if expanded is None or not expanded.startswith("/"):
+            return Plan(unresolvable=True)
+        via = "executable_path" if _token(name, _EXECUTABLE) is not None else (
+            "loader_path" if _token(name, _LOADER) is not None else "absolute")
+        candidates = [Candidate(expanded, via)]
+    # dyld tries the raw path "including in the shared cache" before any fallback
+    # (dyld/DyldProcessConfig.cpp forEachPathVariant): a cache-eligible path ends the search there.
+    in_cache = any(c.via != "relative_rpath" and in_shared_cache_path(c.path) for c in candidates)
+    extra: list[Candidate] = []
+    note = None
+    if fallbacks and not in_cache:
+        known = {x.path for x in candidates}
+        extra = [c for c in fallback_candidates(name) if c.path not in known]
+        if extra:
+            note = "pre-2022-SDK binary: a missing dylib is looked for in " + ", ".join(c.path for c in extra)
+    return Plan(tuple(candidates), tuple(extra), tuple(planting), note)
+
+
 def resolve_dylib(
     name: str,
     *,
@@ -205,46 +293,11 @@ def resolve_dylib(
     executable). `fallbacks` says the loading image was built before the 2022 SDKs; its missing
     dylibs are then looked for in dyld's fallback directories, reported in `planting`. A bare leaf
     name or a relative path is left unresolved: DYLD_* variables and the working directory are
-    properties of a process.
+    properties of a process. (plan_dylib, then Plan.outcome and Plan.settle.)
     """
-    exe = executable_path if executable_path is not None else loader_path
-    planting: list[str] = []
-    if name.startswith(_RPATH):
-        stack = [(loader_path, rpaths), *rpath_stack]
-        candidates = _rpath_candidates(name[len(_RPATH):], exe, stack, realpath)
-        for c in candidates:
-            if c.via == "relative_rpath":
-                planting.append(f"relative LC_RPATH '{c.rpath}' of {c.source}: dyld tries '{c.path}' "
-                                "against the process's working directory")
-    elif "/" not in name:
-        return Resolution(None, False)
-    else:
-        expanded = _expand_anchor(name, exe, loader_path, realpath)
-        if expanded is None or not expanded.startswith("/"):
-            return Resolution(None, False)
-        via = "executable_path" if _token(name, _EXECUTABLE) is not None else (
-            "loader_path" if _token(name, _LOADER) is not None else "absolute")
-        candidates = [Candidate(expanded, via)]
-    found: Candidate | None = None
-    for c in candidates:
-        if c.via != "relative_rpath" and exists(c.path):
-            found = c
-            break
-    # dyld tries the raw path "including in the shared cache" before any fallback
-    # (dyld/DyldProcessConfig.cpp forEachPathVariant): a cache-eligible path ends the search there.
-    in_cache = found is None and any(c.via != "relative_rpath" and in_shared_cache_path(c.path) for c in candidates)
-    if found is None and fallbacks and not in_cache:
-        extra = [c for c in fallback_candidates(name) if c.path not in {x.path for x in candidates}]
-        if extra:
-            planting.append("pre-2022-SDK binary: a missing dylib is looked for in "
-                            + ", ".join(c.path for c in extra))
-        candidates = [*candidates, *extra]
-        found = next((c for c in extra if exists(c.path)), None)
-    if found is not None:
-        return Resolution(found.path, True, found.source, tuple(candidates), tuple(planting))
-    first = next((c for c in candidates if c.via not in ("relative_rpath", "fallback")), None)
-    return Resolution(first.path if first else None, False, first.source if first else None,
-                      tuple(candidates), tuple(planting))
+    plan = plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
+                      rpath_stack=rpath_stack, realpath=realpath, fallbacks=fallbacks)
+    return plan.settle(plan.outcome(exists))
 
 
 def resolve_install_name(
