@@ -12,8 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dyldwatch import samples
 from dyldwatch.packs import load_packs
+from dyldwatch.packs import scenarios as samples
+from dyldwatch.packs import validate as validation
 
 TARGET_SECONDS = 2.0
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         run = None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            run = samples.validate(packs, dbs)
+            run = validation.validate(packs, dbs)
             best = min(best, time.perf_counter() - t0)
     assert run is not None
     queries = len(run.rows)

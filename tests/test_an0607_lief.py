@@ -19,11 +19,13 @@ import pytest
 
 from dyldwatch import resources
 from dyldwatch.packs import load_pack
-from dyldwatch.samples import _declared, _insert, build_macho
+from dyldwatch.packs.scenarios import _declared, build_macho
 from dyldwatch.snapshot import Runner
+from dyldwatch.sql.database import META_TABLE
+from dyldwatch.sql.database import insert_rows as _insert
 from dyldwatch.sql.facts import ddl_script
 from dyldwatch.sql.functions import register_functions
-from dyldwatch.sql.session import META_TABLE, database_engine
+from dyldwatch.sql.session import database_engine
 from dyldwatch.tables import load_table
 from dyldwatch.tables.base import QueryContext
 from dyldwatch.tables.macho_info import MachoInfoTable

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from dyldwatch.cli_packs import build
+from dyldwatch.cli.packs import build
+from dyldwatch.deploy.build import build as build_target
 from dyldwatch.deploy.layout import LAYOUTS, extensions_load_text, flags_text
 from dyldwatch.packs import load_packs, load_site
-from dyldwatch.packs_build import build as build_target
-from dyldwatch.packs_lint import session_for
+from dyldwatch.packs.lint import session_for
 from dyldwatch.sql.facts import OUR_TABLES, expand_platforms
 
 OSQUERY_QUERY_KEYS = {"query", "interval", "platform", "version", "description", "value", "snapshot", "removed"}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dyldwatch.cli_packs import lint
+from dyldwatch.cli.packs import lint
 from dyldwatch.packs import PackError, load_pack, load_packs, load_site, quote, sql_literal
-from dyldwatch.packs_lint import lint_pack, lint_paths, session_for
+from dyldwatch.packs.lint import lint_pack, lint_paths, session_for
 
 GOOD_SQL = """\
       SELECT p.pid, p.path, m.team_id, 'medium' AS severity, 'unsigned' AS reason

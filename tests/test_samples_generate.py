@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from dyldwatch import samples
-from dyldwatch.samples import (
+from dyldwatch.packs import scenarios as samples
+from dyldwatch.packs.scenarios import (
     SCENARIOS_DIR,
     Scenario,
     build,

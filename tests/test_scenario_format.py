@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dyldwatch import resources, samples
+from dyldwatch import resources
+from dyldwatch.packs import scenarios as samples
 
 
 def test_readme_names_every_known_field() -> None:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dyldwatch.cli import main
-from dyldwatch.samples import build_macho
+from dyldwatch.packs.scenarios import build_macho
 
 EXE_RECIPE = {"filetype": "execute", "dylibs": ["@rpath/libfoo.dylib", "/opt/acme/lib/libabs.dylib"],
               "rpaths": ["@executable_path/../lib"], "signature": {"type": "certificate", "team_id": "ACME12345"}}

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 import livehost
 from dyldwatch.cli import main
 from dyldwatch.packs import load_packs
-from dyldwatch.samples import build, load_scenario, run_queries
-from dyldwatch.sql.session import database_meta
+from dyldwatch.packs.scenarios import build, load_scenario
+from dyldwatch.packs.validate import run_queries
+from dyldwatch.sql.database import database_meta
 
 pytestmark = pytest.mark.skipif(not livehost.have_toolchain() or os.geteuid() != 0,
                                 reason="live Linux processes, read as root")

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dyldwatch import samples
-from dyldwatch.cli_packs import validate as validate_cmd
+from dyldwatch.cli.packs import validate as validate_cmd
 from dyldwatch.packs import PackError, load_packs
-from dyldwatch.samples import SCENARIOS_DIR, Scenario, build, build_all, load_scenario, load_scenarios
+from dyldwatch.packs import scenarios as samples
+from dyldwatch.packs import validate as validation
+from dyldwatch.packs.scenarios import SCENARIOS_DIR, Scenario, build, build_all, load_scenario, load_scenarios
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def dbs(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def run(packs, dbs):
-    return samples.validate(packs, dbs)
+    return validation.validate(packs, dbs)
 
 
 def test_every_expectation_holds(run) -> None:
@@ -65,7 +66,7 @@ def rerun(packs, tmp_path: Path, scenario: Scenario, analytic: str) -> int:
     """Rows the analytic (or one query of it, `AN0607/query_name`) returns on the scenario."""
     pack_id, _, query = analytic.partition("/")
     db = build(scenario, tmp_path)
-    r = samples.validate([p for p in packs if p.id == pack_id], [db], require_all=False)
+    r = validation.validate([p for p in packs if p.id == pack_id], [db], require_all=False)
     return sum(len(v) for (_, q, _), v in r.rows.items() if not query or q == query)
 
 
@@ -156,7 +157,7 @@ def test_staleness_and_meta(tmp_path: Path) -> None:
     assert samples.stale(tmp_path, scen) == ["linux_memfd_exec"]
     build_all(tmp_path, scen)
     assert samples.stale(tmp_path, scen) == []
-    assert samples.database_meta(tmp_path / "linux_memfd_exec.db")["platform"] == "linux"
+    assert validation.database_meta(tmp_path / "linux_memfd_exec.db")["platform"] == "linux"
     (scen / src.name).write_text(src.read_text() + "\n# edited\n")
     assert samples.stale(tmp_path, scen) == ["linux_memfd_exec"]
 

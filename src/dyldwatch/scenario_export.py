@@ -18,9 +18,9 @@ from typing import Any
 import apsw
 import yaml
 
-from .samples import load_scenario
+from .packs.scenarios import load_scenario
+from .sql.database import META_TABLE, database_meta
 from .sql.facts import tables_for
-from .sql.session import META_TABLE, database_meta
 
 #: Tables whose rows are kept whole (persistence and files the packs look up by path).
 _CONTEXT = ("launchd", "crontab", "file", "plist")

@@ -29,7 +29,7 @@ from typing import Any
 
 import apsw
 
-from .samples import sqlite_value
+from .sql.database import insert_rows
 from .tables import TABLES, load_table
 from .tables.base import Op, QueryContext, Row
 
@@ -182,18 +182,6 @@ class Runner:
 # --- the snapshot database -------------------------------------------------------------------
 
 
-def insert_rows(conn: apsw.Connection, table: str, rows: Iterable[Row], columns: Sequence[str]) -> int:
-    """Insert rows keeping only declared columns (every column named, NULL when missing)."""
-    cols = list(columns)
-    sql = (f'INSERT INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
-           f'VALUES ({", ".join("?" * len(cols))})')
-    n = 0
-    for row in rows:
-        conn.execute(sql, [sqlite_value(row.get(c)) for c in cols])
-        n += 1
-    return n
-
-
 @dataclass(slots=True)
 class SnapshotResult:
     path: Path
@@ -239,7 +227,7 @@ def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequ
                   progress: Progress | None = None, now: int | None = None, native: bool = False) -> SnapshotResult:
     """Write a snapshot database to `out` (replacing it) and say what went in."""
     from . import __version__
-    from .samples import META_TABLE, _time_row, schema_digest
+    from .sql.database import META_TABLE, schema_digest, time_row
     from .sql.facts import ddl_script
 
     r = _norm_root(root)
@@ -275,7 +263,7 @@ def take_snapshot(out: str | Path, *, tables: Sequence[str] = (), patterns: Sequ
                           now, "snapshot", "", schema_digest()))
             conn.execute(f'CREATE TABLE "{SNAPSHOT_TABLE}" (host TEXT, time INTEGER, dyldwatch_version TEXT, '
                          "platform TEXT, root TEXT, tables TEXT, patterns TEXT, row_counts TEXT, warnings TEXT)")
-            insert_rows(conn, "time", [_time_row(now)], list(_time_row(now)))
+            insert_rows(conn, "time", [time_row(now)])
             images: list[str] = []
             order = sorted(chosen, key=lambda t: (t not in PROCESS_TABLES, t))  # images first: provenance uses them
             for table in order:

@@ -186,8 +186,8 @@ def selfcheck(fmt: str) -> None:
 def _add_optional_commands() -> None:
     """Commands that live beside the core: packs (lint, build, validate, snapshot) and deployment
     (package, install, docs). They import nothing until the group is built."""
-    from .. import cli_packs
     from . import deploy as cli_deploy
+    from . import packs as cli_packs
 
     for name in ("lint", "build", "validate", "snapshot", "hunt", "corpus", "export_scenario"):
         main.add_command(getattr(cli_packs, name))

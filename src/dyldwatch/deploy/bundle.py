@@ -97,8 +97,8 @@ def write_bundle(out_dir: Path, artifacts: Sequence[Artifact], *, progress: Prog
 def _build_packs(out_dir: Path) -> list[Path]:
     """The packs as `dyldwatch build` writes them, for each deployment tool (lint must pass first)."""
     from ..packs import load_packs
-    from ..packs_build import build
-    from ..packs_lint import lint_paths
+    from ..packs.lint import lint_paths
+    from .build import build
 
     packs = load_packs(())
     problems = lint_paths((), None)

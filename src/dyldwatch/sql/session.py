@@ -12,32 +12,13 @@ from typing import Any
 
 import apsw
 
+from .database import database_meta
 from .engine import Engine, EventRows, Flags, LiveTable, Source, StoredRows
 from .facts import PLATFORMS, TableFacts, tables_for
-
-#: Where sample and snapshot databases record which host moment they hold.
-META_TABLE = "dyldwatch_scenario"
 
 
 def host_platform() -> str:
     return "darwin" if sys.platform == "darwin" else "linux"
-
-
-def database_meta(db: str | Path) -> dict[str, Any]:
-    """The scenario a database was built from (name, platform, now, digests)."""
-    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{META_TABLE}")')]
-        if not cols:
-            raise ValueError(f"{db}: not a dyldwatch database (no {META_TABLE} table)")
-        rows = list(conn.execute(f'SELECT * FROM "{META_TABLE}"'))
-    finally:
-        conn.close()
-    if not rows:
-        raise ValueError(f"{db}: empty {META_TABLE} table")
-    meta = dict(zip(cols, rows[0], strict=True))
-    meta["path"] = str(db)
-    return meta
 
 
 def stored_source(facts: TableFacts, rows: list[dict[str, Any]]) -> Source:

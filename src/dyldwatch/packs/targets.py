@@ -6,16 +6,13 @@ fleet runs is exactly what lint prepared and validate ran against the scenario d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .deploy.layout import LAYOUTS, extensions_load_text, flags_text
-from .packs import Pack, Query
-from .sql.facts import OUR_TABLES
+from ..sql.facts import OUR_TABLES
+from .model import Pack, Query
 
 TARGETS = ("osquery", "fleetctl", "fleet-gitops")
 #: Fleet's built-in platform labels, for fleetctl pack targets.
@@ -107,37 +104,3 @@ _Dumper.add_representer(str, _str)
 
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)
-
-
-def build(packs: list[Pack], target: str, out_dir: str | Path, sites: Sites | None = None) -> list[Path]:
-    """Write one target's files under `out_dir` and return their paths."""
-    out = Path(out_dir)
-    written: list[Path] = []
-
-    def write(rel: str, text: str) -> None:
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-
-    if target == "osquery":
-        for p in packs:
-            write(f"packs/{p.pack_name}.json", json.dumps(osquery_pack(p, sites), indent=2) + "\n")
-        for layout in LAYOUTS.values():  # osquery's places differ per platform (deploy_layout)
-            conf = osquery_config(packs, layout.packs_dir)
-            write(f"{layout.folder}/osquery.conf", json.dumps(conf, indent=2) + "\n")
-            write(f"{layout.folder}/osquery.flags", flags_text(layout, config=True))
-            write(f"{layout.folder}/extensions.load", extensions_load_text(layout))
-    elif target == "fleetctl":
-        for p in packs:
-            write(f"{p.pack_name}.yml", "---\n".join(dump_yaml(d) for d in fleetctl_docs(p, sites)))
-    elif target == "fleet-gitops":
-        for p in packs:
-            write(f"lib/dyldwatch/{p.id}.reports.yml", dump_yaml(gitops_reports(p, sites)))
-        refs = [{"path": f"./lib/dyldwatch/{p.id}.reports.yml"} for p in packs]
-        header = ("# dyldwatch reports: merge into default.yml (paths are relative to it; from fleets/*.yml or\n"
-                  "# teams/*.yml use ../lib/...). Fleet releases before the queries->reports rename use `queries:`.\n")
-        write("default.snippet.yml", header + dump_yaml({"reports": refs}))
-    else:
-        raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
-    return written

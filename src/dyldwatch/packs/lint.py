@@ -19,9 +19,9 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from .packs import KNOB_RE, Pack, PackError, Problem, Query, load_pack, pack_paths
-from .sql.facts import OUR_TABLES, tables_for
-from .sql.session import empty_engine
+from ..sql.facts import OUR_TABLES, tables_for
+from ..sql.session import empty_engine
+from .model import KNOB_RE, Pack, PackError, Problem, Query, load_pack, pack_paths
 
 #: Authorizer actions a read-only query may take.
 _READ_ONLY = {"SQLITE_SELECT", "SQLITE_READ", "SQLITE_FUNCTION", "SQLITE_RECURSIVE"}

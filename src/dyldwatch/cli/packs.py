@@ -17,7 +17,7 @@ FORMATS = click.Choice(["table", "json", "csv"])
 
 
 def _render(columns: Sequence[str], rows: list[Sequence[Any]], fmt: str, title: str | None = None) -> None:
-    from .cli.render import render
+    from .render import render
 
     if fmt == "table":  # rich reads [brackets] as markup; messages such as "[linux] ..." must show as typed
         from rich.markup import escape
@@ -29,7 +29,7 @@ def _render(columns: Sequence[str], rows: list[Sequence[Any]], fmt: str, title: 
 def _sites(site: str | None, packs: list[Any]) -> dict[str, dict[str, Any]] | None:
     if not site:
         return None
-    from .packs import PackError, load_site
+    from ..packs import PackError, load_site
 
     try:
         return load_site(site, packs)
@@ -48,9 +48,9 @@ def lint(packs: tuple[str, ...], site: str | None, scenarios: bool, fmt: str) ->
 
     Exits non-zero on any problem; each is reported as FILE:LINE with the field.
     """
-    from .packs import PackError, load_packs
-    from .packs_lint import lint_paths
-    from .samples import load_scenarios
+    from ..packs import PackError, load_packs
+    from ..packs.lint import lint_paths
+    from ..packs.scenarios import load_scenarios
 
     sites = None
     if site:
@@ -82,11 +82,11 @@ def lint(packs: tuple[str, ...], site: str | None, scenarios: bool, fmt: str) ->
 @click.argument("packs", nargs=-1, type=click.Path(exists=True))
 def build(target: str, site: str | None, out_dir: str | None, packs: tuple[str, ...]) -> None:
     """Build fleet-ready files from the packs (refused when lint finds a problem)."""
-    from .packs import PackError, load_packs
-    from .packs_lint import lint_paths
+    from ..packs import PackError, load_packs
+    from ..packs.lint import lint_paths
 
     if target == "samples":
-        from .samples import SAMPLES_DIR, build_all
+        from ..packs.scenarios import SAMPLES_DIR, build_all
 
         try:
             for path in build_all(Path(out_dir) if out_dir else SAMPLES_DIR):
@@ -94,7 +94,7 @@ def build(target: str, site: str | None, out_dir: str | None, packs: tuple[str, 
         except PackError as exc:
             raise click.ClickException(f"scenario fixtures do not fit the schema facts:\n{exc}") from exc
         return
-    from .packs_build import build as build_target
+    from ..deploy.build import build as build_target
 
     try:
         loaded = load_packs(packs)
@@ -121,10 +121,10 @@ def validate(dbs: tuple[str, ...], site: str | None, fmt: str, markdown: bool, p
 
     Exits non-zero when any expectation does not hold.
     """
-    from .packs import PackError, load_packs
-    from .samples import default_dbs, matrix, matrix_markdown
-    from .samples import validate as run_validate
-    from .sql.engine import SQLITE_VERSION, sqlite_version
+    from ..packs import PackError, load_packs
+    from ..packs.validate import default_dbs, matrix, matrix_markdown
+    from ..packs.validate import validate as run_validate
+    from ..sql.engine import SQLITE_VERSION, sqlite_version
 
     try:
         loaded = load_packs(packs)
@@ -195,7 +195,7 @@ def snapshot(out: str, tables: tuple[str, ...], patterns: tuple[str, ...], root:
     """
     from rich.console import Console
 
-    from .snapshot import SnapshotError, take_snapshot
+    from ..snapshot import SnapshotError, take_snapshot
 
     err = Console(stderr=True)
     live = err.is_terminal
@@ -242,9 +242,9 @@ def hunt(packs: tuple[str, ...], site: str | None, fmt: str, min_severity: str, 
     """
     from rich.console import Console
 
-    from .hunt import FINDING_COLUMNS
-    from .hunt import hunt as run_hunt
-    from .packs import PackError, load_packs
+    from ..hunt import FINDING_COLUMNS
+    from ..hunt import hunt as run_hunt
+    from ..packs import PackError, load_packs
 
     err = Console(stderr=True)
     try:
@@ -285,7 +285,7 @@ def corpus(dest: str | None) -> None:
     DEST/downloads, and every Mach-O member is extracted to DEST/files with DEST/manifest.tsv.
     DEST defaults to $DYLDWATCH_CORPUS, else ~/.cache/dyldwatch-corpus. A complete corpus is kept.
     """
-    from .corpus import CorpusError, fetch
+    from ..corpus import CorpusError, fetch
 
     try:
         out = fetch(Path(dest) if dest else None, progress=lambda m: click.echo(m, err=True))
@@ -311,8 +311,8 @@ def export_scenario(db: str, name: str, pids: tuple[int, ...], out: str | None) 
       # then describe the software with sources, add `- {scenario: linux_vendor_agent, fires: false}`
       # to the pack that alerted, and run `make samples` and `dyldwatch validate`.
     """
-    from .packs import PackError
-    from .scenario_export import export_scenario as run_export
+    from ..packs import PackError
+    from ..scenario_export import export_scenario as run_export
 
     try:
         text = run_export(db, name, pids)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import resources
-from .sql.facts import expand_platforms
+from .. import resources
+from ..sql.facts import expand_platforms
 from .yamlloc import Located, YamlError, load_located
 
 T = TypeVar("T")
