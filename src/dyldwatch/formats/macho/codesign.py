@@ -367,56 +367,11 @@ def signature_summary(blob: bytes) -> tuple[str, str | None]:
     malformed past its first bytes, or whose entitlements do not parse, is reported here by its
     structure (certificate, adhoc) where the full parse calls it invalid.
     """
-    blob = bytes(blob)
-    if len(blob) < 12:
-        raise CodeSignatureError(f"signature is {len(blob)} bytes, too short for a SuperBlob header")
-    magic, length, count = struct.unpack_from(">3I", blob, 0)
-    if magic != SUPERBLOB_MAGIC:
-        raise CodeSignatureError(f"SuperBlob magic at 0x0 is {magic:#x}, expected {SUPERBLOB_MAGIC:#x}")
-    if length < 12 or length > len(blob):
-        raise CodeSignatureError(f"SuperBlob length at 0x4 claims {length} bytes but {len(blob)} are present")
-    if count > MAX_BLOBS:
-        raise CodeSignatureError(f"SuperBlob count at 0x8 claims {count} blobs, over the limit of {MAX_BLOBS}")
-    index_end = 12 + 8 * count
-    if index_end > length:
-        raise CodeSignatureError(f"SuperBlob index of {count} entries runs past its {length} bytes")
-    directories: list[_CodeDirectory] = []
-    seen: set[int] = set()
-    cms: tuple[int, int, int] | None = None  # offset, length of the first CMS blob
-    for i in range(count):
-        slot, off = struct.unpack_from(">2I", blob, 12 + 8 * i)
-        where = f"index entry {i} (slot {slot:#x})"
-        if slot in _UNIQUE_SLOTS and slot in seen:
-            raise CodeSignatureError(f"{where} repeats slot {slot:#x}; the kernel refuses that")
-        if off < index_end or off + 8 > length:
-            raise CodeSignatureError(f"{where} points at {off:#x}, outside the blob area "
-                                     f"{index_end:#x}..{length:#x}")
-        bmagic, blen = struct.unpack_from(">2I", blob, off)
-        if blen < 8 or blen > length - off:
-            raise CodeSignatureError(f"{where}: blob at {off:#x} claims {blen} bytes; it must hold its 8-byte "
-                                     f"header and end by the SuperBlob end at {length:#x}")
-        if slot == SLOT_CODEDIRECTORY or SLOT_ALTERNATE_FIRST <= slot <= SLOT_ALTERNATE_LAST:
-            if bmagic != CODEDIRECTORY_MAGIC:
-                raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, not a CodeDirectory")
-            cd = _code_directory(blob[off : off + blen], slot, off)
-            clash = next((d for d in directories if d.hash_type == cd.hash_type), None)
-            if clash is not None:
-                raise CodeSignatureError(f"two {HASH_TYPES[cd.hash_type]} CodeDirectories (slots "
-                                         f"{clash.slot:#x} and {slot:#x}); the kernel refuses that")
-            directories.append(cd)
-            continue
-        if slot in _SLOT_MAGIC and bmagic != _SLOT_MAGIC[slot]:
-            raise CodeSignatureError(f"{where}: blob at {off:#x} has magic {bmagic:#x}, expected "
-                                     f"{_SLOT_MAGIC[slot]:#x}")
-        if slot == SLOT_SIGNATURE and cms is None:
-            cms = (off, blen, 0)
-        seen.add(slot)
-    if not directories:
-        raise CodeSignatureError("SuperBlob has no CodeDirectory (slot 0 or 0x1000..0x1004)")
+    directories, blobs, _ = _walk_superblob(blob)
     best = max(directories, key=lambda d: _HASH_RANK[d.hash_type])
-    if cms is not None and cms[1] > 8:
-        off, blen, _ = cms
-        if not _looks_like_signed_data(blob[off + 8 : off + blen]):
+    off, cms = blobs.get(SLOT_SIGNATURE, (0, b""))
+    if len(cms) > 8:
+        if not _looks_like_signed_data(cms[8:]):
             raise CodeSignatureError(f"CMS signature at {off:#x} does not parse: not a CMS signedData")
         return "certificate", best.team_id
     if best.flags & CS_LINKER_SIGNED:
@@ -424,8 +379,10 @@ def signature_summary(blob: bytes) -> tuple[str, str | None]:
     return "adhoc", best.team_id
 
 
-def parse_code_signature(blob: bytes) -> CodeSignature:
-    """Decode a SuperBlob (bytes at LC_CODE_SIGNATURE's dataoff/datasize); raises only CodeSignatureError."""
+def _walk_superblob(blob: bytes) -> tuple[list[_CodeDirectory], dict[int, tuple[int, bytes]], list[str]]:
+    """The SuperBlob's CodeDirectories, its other blobs by slot (the first of a repeated slot) and
+    the repeats noted: every structural rule the kernel applies (xnu bsd/kern/ubc_subr.c), raising
+    CodeSignatureError for the ones it refuses. Shared by the full parse and the light summary."""
     blob = bytes(blob)
     if len(blob) < 12:
         raise CodeSignatureError(f"signature is {len(blob)} bytes, too short for a SuperBlob header")
@@ -483,6 +440,12 @@ def parse_code_signature(blob: bytes) -> CodeSignature:
             blobs[slot] = (off, body)  # unknown slots are kept only to notice repeats
     if not directories:
         raise CodeSignatureError("SuperBlob has no CodeDirectory (slot 0 or 0x1000..0x1004)")
+    return directories, blobs, out_problems
+
+
+def parse_code_signature(blob: bytes) -> CodeSignature:
+    """Decode a SuperBlob (bytes at LC_CODE_SIGNATURE's dataoff/datasize); raises only CodeSignatureError."""
+    directories, blobs, out_problems = _walk_superblob(blob)
     best = max(directories, key=lambda d: _HASH_RANK[d.hash_type])
 
     out = CodeSignature(
