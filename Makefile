@@ -29,8 +29,8 @@ demo: install
 	@$(VENV)/bin/dyldwatch query "SELECT i.path, i.arch, i.filetype, i.signature_type, i.team_id, \
 	  (SELECT count(*) FROM macho_load_commands c WHERE c.path = i.path AND c.arch = i.arch AND c.cmd LIKE 'LC_LOAD%') AS dylibs \
 	  FROM macho_info i WHERE i.directory = '$(CORPUS)/files' ORDER BY i.path LIMIT 40"
-	@$(VENV)/bin/dyldwatch probe macho_info --directory "$(CORPUS)/files" --column path --column arch \
-	  --column signature_type --column team_id --column hardened_runtime --format table | tail -n 12
+	@$(VENV)/bin/dyldwatch probe macho_info --like "$(CORPUS)/files/%sentry-cli" --column path --column arch \
+	  --column signature_type --column team_id --column hardened_runtime --column authority
 
 test: install corpus
 	$(PY) -m pytest -q
