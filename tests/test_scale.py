@@ -230,3 +230,33 @@ def test_resolution_only_computes_the_columns_read(tmp_path: Path, monkeypatch) 
     rows = list(macho_load_commands.MachoLoadCommandsTable().generate(
         _ctx(str(exe), ["path", "name", "resolved_exists"])))
     assert any(r.get("resolved_exists") == 0 for r in rows)
+
+
+def test_resolution_is_the_same_when_plans_are_evicted_mid_query(tmp_path: Path, monkeypatch) -> None:
+    """A walk keeps few plans per query (QUERY_PLANS) and PLANS is bounded: a plan evicted between a
+    row's outcome and its columns is planned again from its key, with the same columns."""
+    exe = tmp_path / "exe"
+    w = mw.sample_executable()
+    w.add_rpath("@loader_path/lib")
+    for n in range(6):
+        w.add_dylib(f"@rpath/lib{n}.dylib")
+    exe.write_bytes(w.build())
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "lib3.dylib").write_bytes(b"x")
+    cols = ["path", "cmd_index", "name", "resolved_path", "resolved_exists", "rpath_source", "search_paths"]
+    table = macho_load_commands.MachoLoadCommandsTable()
+    ctx = _ctx(str(exe), cols)
+
+    def wire() -> list[dict[str, str]]:
+        (_, rows), = table.generate_wire(ctx, RowEncoder(type(table), ctx))  # every outcome, then columns
+        return _decode(list(rows))
+
+    expected, expected_wire = list(table.generate(ctx)), wire()
+    macho_load_commands.SCANNER.clear()
+    macho_load_commands.PLANS.clear()
+    monkeypatch.setattr(macho_load_commands, "QUERY_PLANS", 1)
+    monkeypatch.setattr(macho_load_commands, "PLANS", BoundedCache(1))
+    assert wire() == expected_wire
+    macho_load_commands.SCANNER.clear()
+    assert list(table.generate(ctx)) == expected
+    assert any(r.get("resolved_exists") == 1 for r in expected)

@@ -34,7 +34,9 @@ log = logging.getLogger("dyldwatch.extension")
 DEFAULT_BUDGET = 60.0
 BUDGET_ENV = "DYLDWATCH_GENERATE_BUDGET"
 #: Encoded bytes one answer may hold (osqueryd holds a copy too, and its watchdog counts ours).
-MAX_RESPONSE_BYTES = 32 << 20
+#: 24 MB: with the row caches and the interpreter (numpy included, once an entropy is read) the
+#: process stays under osquery's 100 MB watchdog on a walk that reaches the cap (docs/scaling.md).
+MAX_RESPONSE_BYTES = 24 << 20
 
 
 def budget_from_env(default: float = DEFAULT_BUDGET) -> float:

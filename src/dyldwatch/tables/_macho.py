@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -112,7 +113,8 @@ class FileEntry:
 
     rows: tuple[Row, ...]
     parts: frozenset[str]
-    wire: dict[frozenset[str], tuple[Pairs, ...]] = field(default_factory=dict)
+    #: per column set: whole encoded rows when the set has no live column, else the static pairs
+    wire: dict[frozenset[str], tuple[Pairs, ...] | tuple[bytes, ...]] = field(default_factory=dict)
     #: whole encoded rows with their live columns, per (column set, live outcomes of every row)
     live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
 
@@ -178,17 +180,22 @@ class MachOScanner:
         live = self.live(ctx) if self.live is not None else None
         live_names = [n for n in encoder.names if n in self.live_columns] if live is not None else []
         static_names = [n for n in encoder.names if n not in self.live_columns]
+        whole = not live_names or live is None
         for req in self._requests(ctx):
             entry = self._entry(req, need)
             static = entry.wire.get(encoder.key)
             if static is None:
                 finished = entry.rows if finish is None else [finish(r) for r in entry.rows]
                 static = tuple(encoder.encode_pairs(encoder.values(r, static_names)[0]) for r in finished)
+                if whole:
+                    # No per-query column: the whole encoded rows are kept, and the answer shares
+                    # them (one copy of each row in memory, not one in the cache and one sent).
+                    static = tuple(encoder.row_bytes(p) for p in static)
                 if len(entry.wire) >= WIRE_SETS:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
-            if not live_names or live is None:
-                yield req.path, tuple(encoder.row_bytes(p) for p in static)
+            if whole:
+                yield req.path, static
                 continue
             outcomes = tuple(live.outcome(r) for r in entry.rows)
             key = (encoder.key, outcomes)
@@ -376,12 +383,13 @@ def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple
 def header_row(src: FileSource, sl: MachOSlice) -> Row:
     """The columns every query gets at the cost of the parse alone."""
     path = src.path
+    # Interned: thousands of cached rows share a few directories, file types and flag sets.
     return {
         "path": path,
-        "directory": os.path.dirname(path),
-        "arch": sl.ref.arch,
-        "filetype": sl.header.filetype_name,
-        "flags": "|".join(sl.header.flag_names),
+        "directory": sys.intern(os.path.dirname(path)),
+        "arch": sys.intern(sl.ref.arch),
+        "filetype": sys.intern(sl.header.filetype_name),
+        "flags": sys.intern("|".join(sl.header.flag_names)),
         "ncmds": sl.header.ncmds,
         "fat": 1 if sl.ref.fat else 0,
         "slice_offset": sl.ref.offset,

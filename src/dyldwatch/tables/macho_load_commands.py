@@ -7,6 +7,7 @@ load-command area, so it can run over whole directories on a schedule.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -72,7 +73,7 @@ def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row
     from ..formats.macho import constants as C
     from ..formats.macho.resolve import needs_fallbacks
 
-    directory = os.path.dirname(path)
+    directory = sys.intern(os.path.dirname(path))  # shared by the cached rows of a directory's files
     arch = sl.ref.arch
     rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
     sdk, platform = _build(sl)
@@ -129,6 +130,8 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
 #: Which candidate exists is checked for every query. Bounded small: a walk over distinct loaders
 #: fills it with plans used once (about 0.5 KB each).
 PLANS: BoundedCache[Plan] = BoundedCache(4_096)
+#: Plans one query keeps at hand (past that it starts over; the shared ones stay in PLANS).
+QUERY_PLANS = 1_024
 #: An outcome: (plan key, index of the first existing candidate or -1, its real path when read).
 Outcome = tuple[Hashable, int, "str | None"]
 
@@ -197,6 +200,10 @@ class Resolver:
                 key = (key, plan)
             else:
                 PLANS.put(key, plan)
+        if len(self.plans) >= QUERY_PLANS:
+            # A walk over distinct loaders meets a new plan per dylib row: the query keeps only the
+            # recent ones (columns() finds an evicted one again from its key).
+            self.plans.clear()
         self.plans[key] = plan
         found = plan.outcome(self.exists)
         real = None
@@ -207,9 +214,22 @@ class Resolver:
             real = self.realpath(hit.path)
         return key, found, real
 
+    def _plan(self, key: Hashable) -> Plan:
+        """The plan an outcome names: this query's, the shared one, or planned again from its key."""
+        plan = self.plans.get(key) or PLANS.get(key)
+        if plan is not None:
+            return plan
+        from ..formats.macho.resolve import plan_dylib
+
+        if len(key) == 2:  # type: ignore[arg-type]  # (key, plan): a plan that depended on symlinks
+            return key[1]  # type: ignore[index]
+        (name, _exe, loader_path, rpaths), fallbacks, executable_path, stack = key  # type: ignore[misc]
+        return plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
+                          rpath_stack=stack, realpath=self.realpath, fallbacks=fallbacks)
+
     def columns(self, row: Row, outcome: Hashable) -> Row:
         key, found, real = outcome  # type: ignore[misc]
-        out = resolution_columns(self.plans[key].settle(found), self.want)
+        out = resolution_columns(self._plan(key).settle(found), self.want)
         if "resolved_realpath" in self.want:
             out["resolved_realpath"] = real
         return out

@@ -5,8 +5,8 @@ its field None and adds a line to `problems` instead of failing the whole slice.
 
 The facts come in PARTS, computed only when asked for: a signing query over ten thousand files
 must not read every __TEXT segment for an entropy nobody reads. `build` needs nothing beyond the
-load commands; the others each read their own byte range. numpy loads with the first part that
-needs it (symbols without LC_DYSYMTAB, text), not with this module.
+load commands; the others each read their own byte range. numpy loads with the one part that
+needs it (text: the __TEXT byte histogram), not with this module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..source import ByteSource
@@ -47,14 +46,26 @@ _CHAINED_HEADER = {False: struct.Struct("<7I"), True: struct.Struct(">7I")}
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 
 
-@cache
-def _nlist_dtype(is64: bool, big_endian: bool) -> Any:
-    """The numpy dtype of one nlist entry (numpy loads here, at the first symbol-table walk)."""
+#: n_type of an external, non-debugging symbol maps to 1, any other to 0 (the nlist walk counts them).
+_EXTERNAL = bytes(1 if (t & C.N_STAB) == 0 and (t & C.N_EXT) != 0 else 0 for t in range(256))
+#: n_type sits after the 4-byte n_strx in both nlist and nlist_64 (whatever the byte order).
+_NTYPE_OFFSET = 4
+
+
+def _numpy() -> Any:
+    """numpy, imported at the first __TEXT histogram. Its BLAS thread pool is of no use here (a
+    bincount and a sum) and its threads spin during calls, so it is held to one thread unless the
+    environment says otherwise."""
+    import sys
+
+    if "numpy" not in sys.modules:
+        import os
+
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     import numpy as np
 
-    e = ">" if big_endian else "<"
-    return np.dtype([("strx", e + "u4"), ("type", "u1"), ("sect", "u1"), ("desc", e + "u2"),
-                     ("value", e + ("u8" if is64 else "u4"))])
+    return np
 
 
 @dataclass(slots=True)
@@ -85,7 +96,7 @@ class SliceAnalysis:
 
 def shannon_entropy(counts: np.ndarray) -> float:
     """Entropy in bits per byte of a 256-bin byte histogram, rounded to 4 decimals."""
-    import numpy as np
+    np = _numpy()
 
     total = int(counts.sum())
     if total == 0:
@@ -100,13 +111,13 @@ class _Histogram:
     __slots__ = ("pairs", "singles")
 
     def __init__(self) -> None:
-        import numpy as np
+        np = _numpy()
 
         self.pairs = np.zeros(65536, dtype=np.int64)
         self.singles = np.zeros(256, dtype=np.int64)
 
     def add(self, chunk: bytes) -> None:
-        import numpy as np
+        np = _numpy()
 
         even = len(chunk) & ~1
         if even:
@@ -230,19 +241,17 @@ def _symbols(src: ByteSource, sl: MachOSlice, symtab: LoadCommand | None, dysymt
     if nsyms == 0:
         out.nsyms_external = 0
         return
-    import numpy as np
-
-    dtype = _nlist_dtype(sl.header.is64, sl.header.big_endian)
+    itemsize = 16 if sl.header.is64 else 12
     count = min(nsyms, MAX_NLIST)
     if count < nsyms:
         out.problems.append(f"only the first {MAX_NLIST} of {nsyms} symbols were counted")
-    span = _span(sl, symtab.data["symoff"], count * dtype.itemsize)
+    span = _span(sl, symtab.data["symoff"], count * itemsize)
     if span is None:
         out.problems.append(f"symbol table ({nsyms} entries at {symtab.data['symoff']:#x}) lies outside the slice")
         out.nsyms_external = None
         return
     total = 0
-    step = (CHUNK // dtype.itemsize) * dtype.itemsize
+    step = (CHUNK // itemsize) * itemsize
     off, remaining = span
     while remaining > 0:
         n = min(step, remaining)
@@ -251,8 +260,8 @@ def _symbols(src: ByteSource, sl: MachOSlice, symtab: LoadCommand | None, dysymt
             out.problems.append("file ends inside the symbol table")
             out.nsyms_external = None
             return
-        types = np.frombuffer(raw, dtype=dtype)["type"]
-        total += int(np.count_nonzero(((types & C.N_STAB) == 0) & ((types & C.N_EXT) != 0)))
+        # every entry's n_type byte (a strided slice), classed external or not, counted: all in C
+        total += raw[_NTYPE_OFFSET::itemsize].translate(_EXTERNAL).count(1)
         off += n
         remaining -= n
     out.nsyms_external = total
