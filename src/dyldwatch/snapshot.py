@@ -89,35 +89,26 @@ def _public(row: Row, root: str) -> Row:
 
 
 def load_command_rows(ctx: QueryContext, root: str = "") -> Iterator[Row]:
-    """macho_load_commands rows with dylib resolution done in the image's coordinates.
+    """macho_load_commands rows with dylib resolution done in the image's coordinates: the table's
+    own resolver, looking up existence and links under `root`, so a scenario or a mounted image
+    resolves as it would on its own machine."""
+    from .tables.macho_load_commands import (
+        _RESOLVED,
+        SCANNER,
+        MachoLoadCommandsTable,
+        Resolver,
+        RootedResolver,
+    )
 
-    The table resolves against this host's file system; here `@loader_path`/`@executable_path`
-    use the stripped paths and `exists` looks under `root`, so a scenario or a mounted image
-    resolves as it would on its own machine.
-    """
-    from .formats.macho import in_shared_cache_path, resolve_install_name
-    from .tables.macho_load_commands import _RESOLVED, SCANNER, MachoLoadCommandsTable
-
-    wanted = frozenset(MachoLoadCommandsTable.column_names()) - frozenset(_RESOLVED)
-    ctx = QueryContext(ctx.constraints, wanted)
-    known: dict[str, bool] = {}
-
-    def exists(path: str) -> bool:
-        if path not in known:
-            known[path] = os.path.exists(root + path if root else path)
-        return known[path]
-
-    for row in SCANNER.scan(ctx):
+    every = MachoLoadCommandsTable.column_names()
+    resolver = RootedResolver(QueryContext(ctx.constraints, frozenset(every)), root) if root else \
+        Resolver(QueryContext(ctx.constraints, frozenset(every)))
+    static = QueryContext(ctx.constraints, frozenset(every) - frozenset(_RESOLVED))
+    for row in SCANNER.scan(static, private=True):
         out = _public(row, root)
-        spec = row.get("_resolve")
-        if spec is not None:
-            name, exe, loader, rpaths = spec
-            resolved, found = resolve_install_name(
-                name, executable_path=strip_root(exe, root), loader_path=strip_root(loader, root),
-                rpaths=list(rpaths), exists=exists)
-            real = strip_root(os.path.realpath(root + resolved if root else resolved), root) if found else None
-            out.update(resolved_path=resolved, resolved_exists=1 if found else 0, resolved_realpath=real,
-                       in_shared_cache=1 if (resolved and not found and in_shared_cache_path(resolved)) else 0)
+        outcome = resolver.outcome(row)
+        if outcome is not None:
+            out.update(resolver.columns(row, outcome))
         yield out
 
 

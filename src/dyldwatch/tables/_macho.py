@@ -153,11 +153,12 @@ class MachOScanner:
             return iter(())
         return expand_paths(path_constraints(ctx))
 
-    def scan(self, ctx: QueryContext) -> Iterator[Row]:
+    def scan(self, ctx: QueryContext, *, private: bool = False) -> Iterator[Row]:
         """Rows for every Mach-O file the query names; errors become rows, never exceptions.
 
         Files named by `path =` are always answered (a non-Mach-O gets an error row); files found
-        by a pattern or directory listing are answered only when they carry a Mach-O magic.
+        by a pattern or directory listing are answered only when they carry a Mach-O magic. Keys
+        starting with `_` (what resolution needs) stay in the rows only with `private`.
         """
         need = self.parts_for(ctx) if self.parts_for is not None else frozenset()
         finish = self.finisher(ctx) if self.finisher is not None else None
@@ -170,7 +171,7 @@ class MachOScanner:
                     outcome = live.outcome(row)
                     if outcome is not None:
                         row = {**row, **live.columns(row, outcome)}
-                yield row
+                yield row if private else {k: v for k, v in row.items() if k[:1] != "_"}
 
     def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
         """(path, encoded rows) per file, for the extension: what `scan` yields, encoded for the

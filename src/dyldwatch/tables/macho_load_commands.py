@@ -235,6 +235,47 @@ class Resolver:
         return out
 
 
+class RootedResolver(Resolver):
+    """Resolution in a mounted image's (or a fixture tree's) coordinates: install names resolve as on
+    their own machine, existence and links are looked up under `root`, and paths come back as inside
+    the image. What `dyldwatch snapshot --root` and the scenario fixtures use."""
+
+    def __init__(self, ctx: QueryContext, root: str) -> None:
+        super().__init__(ctx)
+        self.root = root.rstrip("/")
+
+    def _strip(self, path: str) -> str:
+        return path[len(self.root):] or "/" if path == self.root or path.startswith(self.root + "/") else path
+
+    def exists(self, path: str) -> bool:
+        hit = self.known.get(path)
+        if hit is None:
+            hit = self.known[path] = os.path.exists(self.root + path)
+        return hit
+
+    def realpath(self, path: str) -> str:
+        hit = self.real.get(path)
+        if hit is None:
+            hit = self.real[path] = self._strip(os.path.realpath(self.root + path))
+        return hit
+
+    def head(self, path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
+        from ..formats.macho.resolve import bundle_main_executable
+
+        key = (os.path.dirname(path), arch)
+        if key not in self.heads:
+            exe = bundle_main_executable(self.root + path)
+            self.heads[key] = None if exe is None else (self._strip(exe), main_rpaths(exe, arch))
+        return self.heads[key]
+
+    def outcome(self, row: Row) -> Outcome | None:
+        spec = row.get("_resolve")
+        if spec is None:
+            return None
+        name, exe, loader, rpaths = spec
+        return super().outcome({**row, "_resolve": (name, self._strip(exe), self._strip(loader), rpaths)})
+
+
 def live(ctx: QueryContext) -> Resolver | None:
     """The query's Resolver, or None when it reads no resolution column."""
     if not any(ctx.uses(c) for c in _RESOLVED):
