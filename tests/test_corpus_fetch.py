@@ -78,3 +78,10 @@ def test_pip_preference_among_wheels() -> None:
              "x-1-py3-none-macosx_11_0_arm64.whl", "x-1-cp311-cp311-macosx_11_0_arm64.whl"]
     assert min(names, key=corpus._wheel_rank) == "x-1-cp312-cp312-macosx_11_0_arm64.whl"
     assert corpus._wheel_rank("x-1-cp311-cp311-macosx_11_0_arm64.whl") == 9
+
+
+def test_an_unreadable_archive_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "x-1.0-cp312-cp312-macosx_11_0_arm64.whl"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(corpus.CorpusError, match="not a readable archive"):
+        list(corpus._members(bad))

@@ -43,3 +43,10 @@ def test_snapshot_native_then_export_replays_the_finding(tmp_path: Path) -> None
 def test_native_refused_with_a_root(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["snapshot", "-o", str(tmp_path / "x.db"), "--native", "--root", str(tmp_path)])
     assert out.exit_code != 0 and "--native" in out.output
+
+
+def test_export_of_something_that_is_not_a_snapshot_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00" * 4096)
+    out = CliRunner().invoke(main, ["export-scenario", str(junk), "--name", "x"])
+    assert out.exit_code != 0 and "does not make a valid scenario" in out.output and "Traceback" not in out.output

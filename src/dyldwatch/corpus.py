@@ -133,16 +133,20 @@ def _macho_kind(head: bytes) -> str | None:
 
 
 def _members(path: Path) -> Iterator[tuple[str, bytes]]:
-    if path.suffix == ".whl":
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    yield info.filename, z.read(info)
-    else:
-        with tarfile.open(path, "r:gz") as t:
-            for m in t.getmembers():
-                if m.isfile() and (f := t.extractfile(m)) is not None:
-                    yield m.name, f.read()
+    """(name, bytes) of every regular member; CorpusError for an archive that does not read."""
+    try:
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if not info.is_dir():
+                        yield info.filename, z.read(info)
+        else:
+            with tarfile.open(path, "r:gz") as t:
+                for m in t.getmembers():
+                    if m.isfile() and (f := t.extractfile(m)) is not None:
+                        yield m.name, f.read()
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise CorpusError(f"{path.name}: not a readable archive ({exc}); delete it to fetch it again") from exc
 
 
 def fetch(dest: Path | None = None, progress: Progress = lambda _m: None) -> Path:

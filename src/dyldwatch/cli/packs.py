@@ -311,12 +311,14 @@ def export_scenario(db: str, name: str, pids: tuple[int, ...], out: str | None) 
       # then describe the software with sources, add `- {scenario: linux_vendor_agent, fires: false}`
       # to the pack that alerted, and run `make samples` and `dyldwatch validate`.
     """
+    import apsw
+
     from ..packs import PackError
     from ..scenario_export import export_scenario as run_export
 
     try:
         text = run_export(db, name, pids)
-    except (PackError, ValueError) as exc:
+    except (PackError, ValueError, apsw.Error) as exc:
         raise click.ClickException(f"{db} does not make a valid scenario:\n{exc}") from exc
     if out:
         Path(out).write_text(text)
