@@ -32,5 +32,6 @@ def test_column_value(text: str | None, ctype: str, expected: object) -> None:
 
 def test_wire_and_constraint_text() -> None:
     assert wire_text(None) is None and wire_text(True) == "1" and wire_text(7) == "7"
-    assert wire_text(b"/tmp/\xff") == "/tmp/\udcff"
+    # the extension's rendering: undecodable bytes escaped as \xNN, as osquery receives them
+    assert wire_text(b"/tmp/\xff") == wire_text("/tmp/\udcff") == "/tmp/\\xff"
     assert sqlite_text(2.0) == "2.0" and sqlite_text(5) == "5" and sqlite_text(None) is None

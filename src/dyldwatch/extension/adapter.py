@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..tables.base import ContextError, Op, QueryContext, Table, TableUsageError
-from .wire import RowEncoder, encode_pairs, row_bytes, safe_text, to_wire
+from ..tables.values import safe_text, to_wire
+from .wire import RowEncoder, encode_pairs, row_bytes
 
 __all__ = ["DEFAULT_BUDGET", "MAX_RESPONSE_BYTES", "TablePluginAdapter", "budget_from_env", "cut_row", "render_row",
            "render_rows", "safe_text", "to_wire"]

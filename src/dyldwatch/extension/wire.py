@@ -23,6 +23,7 @@ from typing import Any
 from thrift.Thrift import TMessageType, TType
 
 from ..tables.base import QueryContext, Table
+from ..tables.values import to_wire
 
 log = logging.getLogger("dyldwatch.extension")
 
@@ -81,36 +82,6 @@ def row_bytes(*pairs: Pairs) -> bytes:
     if len(pairs) == 1:
         return _MAP_HEAD.pack(TType.STRING, TType.STRING, pairs[0].count) + pairs[0].data
     return _MAP_HEAD.pack(TType.STRING, TType.STRING, sum(p.count for p in pairs)) + b"".join(p.data for p in pairs)
-
-
-def safe_text(text: str) -> tuple[str, bool]:
-    """(text that encodes as UTF-8, whether it had to be escaped): undecodable bytes become \\xNN."""
-    if text.isascii():
-        return text, False
-    try:
-        text.encode("utf-8")
-        return text, False
-    except UnicodeEncodeError:
-        pass
-    try:  # bytes that os.fsdecode / our Thrift reader kept as surrogates
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), True
-    except UnicodeEncodeError:  # lone surrogates from elsewhere (JSON \ud800 escapes)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8"), True
-
-
-def to_wire(value: Any) -> tuple[str, bool]:
-    """A row value as osquery's string, and whether bytes had to be escaped; booleans are 0/1."""
-    if isinstance(value, str):
-        return safe_text(value)
-    if isinstance(value, bool):
-        return ("1" if value else "0"), False
-    if isinstance(value, int):
-        return str(value), False
-    if isinstance(value, float):
-        return repr(value), False
-    if isinstance(value, bytes):
-        return safe_text(value.decode("utf-8", "surrogateescape"))
-    return str(value), False
 
 
 class RowEncoder:

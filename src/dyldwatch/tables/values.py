@@ -16,19 +16,40 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SPACE = " \t\n\v\f\r"
 
 
-def wire_text(value: Any) -> str | None:
-    """What a row value looks like on osquery's wire: text, or None for a key left out."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
+def safe_text(text: str) -> tuple[str, bool]:
+    """(text that encodes as UTF-8, whether it had to be escaped): undecodable bytes become \\xNN."""
+    if text.isascii():
+        return text, False
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        pass
+    try:  # bytes that os.fsdecode / our Thrift reader kept as surrogates
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), True
+    except UnicodeEncodeError:  # lone surrogates from elsewhere (JSON \ud800 escapes)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8"), True
+
+
+def to_wire(value: Any) -> tuple[str, bool]:
+    """A row value as osquery's string, and whether bytes had to be escaped; booleans are 0/1."""
     if isinstance(value, str):
-        return value
+        return safe_text(value)
+    if isinstance(value, bool):
+        return ("1" if value else "0"), False
+    if isinstance(value, int):
+        return str(value), False
     if isinstance(value, float):
-        return repr(value)
+        return repr(value), False
     if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+        return safe_text(value.decode("utf-8", "surrogateescape"))
+    return str(value), False
+
+
+def wire_text(value: Any) -> str | None:
+    """What a row value looks like on osquery's wire (the extension's own rendering, to_wire), or
+    None for a key left out."""
+    return None if value is None else to_wire(value)[0]
 
 
 def sqlite_text(value: Any) -> str | None:
