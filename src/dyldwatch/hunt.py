@@ -50,16 +50,12 @@ class HuntResult:
         return [f for f in self.findings if f.severity in SEVERITIES and SEVERITIES.index(f.severity) >= floor]
 
 
-def hunt_engine(platform: str | None = None) -> Engine:
-    return live_engine(platform=platform or host_platform())
-
-
 def hunt(packs: Iterable[Pack], sites: Mapping[str, Mapping[str, Any]] | None = None, *,
          engine: Engine | None = None, platform: str | None = None,
          progress: Callable[[str], None] | None = None) -> HuntResult:
     """Every pack query for this platform, run once on the live host."""
     plat = platform or host_platform()
-    engine = engine or hunt_engine(plat)
+    engine = engine or live_engine(platform=plat)
     available = set(engine.sources)
     result = HuntResult()
     for pack in packs:

@@ -13,28 +13,17 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import apsw
 import yaml
 
 from .packs.scenarios import load_scenario
-from .sql.database import META_TABLE, database_meta
+from .sql.database import META_TABLE, database_meta, table_rows
 from .sql.facts import tables_for
 
 #: Tables whose rows are kept whole (persistence and files the packs look up by path).
 _CONTEXT = ("launchd", "crontab", "file", "plist")
 _SKIP = ("time", META_TABLE, "dyldwatch_snapshot")
-
-
-def _rows(conn: apsw.Connection, table: str) -> list[dict[str, Any]]:
-    cur = conn.cursor()
-    it = cur.execute(f'SELECT * FROM "{table}"')
-    try:
-        names = [d[0] for d in cur.getdescription()]
-    except apsw.ExecutionCompleteError:
-        return []
-    return [{k: v for k, v in zip(names, r, strict=True) if v is not None} for r in it]
 
 
 def export_scenario(db: str | Path, name: str, pids: Iterable[int] = (), description: str | None = None) -> str:
@@ -46,7 +35,7 @@ def export_scenario(db: str | Path, name: str, pids: Iterable[int] = (), descrip
     try:
         stored = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         facts = tables_for(platform)
-        tables = {t: _rows(conn, t) for t in sorted(stored) if t in facts and t not in _SKIP}
+        tables = {t: table_rows(conn, t) for t in sorted(stored) if t in facts and t not in _SKIP}
     finally:
         conn.close()
     if wanted:

@@ -73,3 +73,14 @@ def database_meta(db: str | Path) -> dict[str, Any]:
     meta = dict(zip(cols, rows[0], strict=True))
     meta["path"] = str(db)
     return meta
+
+
+def table_rows(conn: apsw.Connection, table: str) -> list[Row]:
+    """Every stored row of a table as a dict; NULL columns are left out (a missing key is NULL)."""
+    cur = conn.cursor()
+    it = cur.execute(f'SELECT * FROM "{table}"')
+    try:
+        names = [d[0] for d in cur.getdescription()]
+    except apsw.ExecutionCompleteError:  # an empty table: the statement finished at once
+        return []
+    return [{k: v for k, v in zip(names, r, strict=True) if v is not None} for r in it]

@@ -12,7 +12,7 @@ from typing import Any
 
 import apsw
 
-from .database import database_meta
+from .database import database_meta, table_rows
 from .engine import Engine, EventRows, Flags, LiveTable, Source, StoredRows
 from .facts import PLATFORMS, TableFacts, tables_for
 
@@ -54,16 +54,7 @@ def database_engine(db: str | Path, *, platform: str | None = None, flags: Flags
             if facts.ours and live_ours:
                 sources[name] = live_source(facts)
                 continue
-            rows: list[dict[str, Any]] = []
-            if name in stored:
-                cur = conn.cursor()
-                it = cur.execute(f'SELECT * FROM "{name}"')
-                try:
-                    names = [d[0] for d in cur.getdescription()]
-                    rows = [dict(zip(names, r, strict=True)) for r in it]
-                except apsw.ExecutionCompleteError:
-                    rows = []
-            sources[name] = stored_source(facts, rows)
+            sources[name] = stored_source(facts, table_rows(conn, name) if name in stored else [])
     finally:
         conn.close()
     return Engine(sources, now=meta.get("now"), flags=flags)
