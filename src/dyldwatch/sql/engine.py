@@ -62,7 +62,6 @@ class RunState:
     interval: int | None
     flags: Flags
     calls: Counter[str] = field(default_factory=Counter)
-    rows: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
 
 
@@ -243,7 +242,6 @@ class _Cursor:
                 self.rows = list(t.source.rows(ctx, state))
             except TableUsageError as exc:
                 raise apsw.ConstraintError(str(exc)) from exc
-        state.rows[t.facts.name] += len(self.rows)
         self.pos = 0
 
     def Eof(self) -> bool:
@@ -348,7 +346,6 @@ class QueryRun:
     columns: list[str]
     rows: list[dict[str, Any]]
     calls: dict[str, int]
-    rows_read: dict[str, int]
     notes: list[str]
 
     @property
@@ -398,7 +395,7 @@ class Engine:
         names, it = self.iterate(sql, interval=interval)
         rows = [dict(zip(names, r, strict=True)) for r in it]
         s = self.state
-        return QueryRun(names, rows, dict(s.calls), dict(s.rows), list(dict.fromkeys(s.notes)))
+        return QueryRun(names, rows, dict(s.calls), list(dict.fromkeys(s.notes)))
 
 
 def sqlite_version() -> str:
