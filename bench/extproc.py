@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import sys
 import tempfile
 import time
@@ -26,11 +27,15 @@ from dyldwatch.extension.protocol.wire import Extension as Wire  # noqa: E402
 from harness import running_extension  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
+#: The size of each answer seen, by (table, context): the same question over unchanged files gets an
+#: answer of the same size, so reading it needs no decoding until that many bytes have arrived.
+ANSWER_SIZES: dict[tuple[str, str], int] = {}
 
 
 @dataclass
 class Call:
-    """One generate call: wall seconds, extension CPU seconds, rows, and the peak RSS during it."""
+    """One generate call: wall seconds until the answer's last byte arrived, extension CPU seconds,
+    rows, the peak RSS during it, and the seconds a Python client then spends decoding the answer."""
 
     seconds: float
     cpu: float
@@ -39,6 +44,62 @@ class Call:
     status: int
     message: str
     cut: bool = False  # the last row says the walk was cut (time budget or answer cap)
+    decode: float = 0.0
+    size: int = 0  # bytes of the answer on the wire
+
+    @property
+    def decoded_seconds(self) -> float:
+        """What a Python client waits for, decoding included (osqueryd decodes in C++)."""
+        return self.seconds + self.decode
+
+
+class _Recorder:
+    """A socket's reads, kept: the answer is read whole off the wire, timed, and decoded after."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def read_answer(self, expect: int = 0) -> tuple[bytes, float]:
+        """Everything the extension sends for one call. The reply is a Thrift message with no length
+        in front, so its end is found by decoding; the bytes are collected first (the clock stops
+        at the last one) and decoded afterwards, so the client's own decoding is not counted.
+        Returns the bytes and the perf_counter() at which the last of them arrived."""
+        chunks: list[bytes] = []
+        handle = self.sock.handle
+        handle.setblocking(True)
+        got = 0
+        while True:
+            chunk = handle.recv(1 << 20)
+            arrived = time.perf_counter()
+            if not chunk:
+                raise EOFError("the extension closed the connection mid-answer")
+            chunks.append(chunk)
+            got += len(chunk)
+            if got >= expect and _complete(chunks, handle):
+                return b"".join(chunks), arrived
+
+
+def _complete(chunks: list[bytes], handle: Any) -> bool:
+    """Whether the bytes so far hold a whole reply. A reply ends with two struct stops (ExtensionResponse,
+    call_result), so a read ending in two zero bytes with nothing more waiting is decoded to find out."""
+    if not chunks[-1].endswith(b"\x00\x00") or select.select([handle], [], [], 0)[0]:
+        return False
+    try:
+        _decode(b"".join(chunks))
+    except Exception:
+        return False
+    return True
+
+
+def _decode(data: bytes) -> Any:
+    from thrift.transport import TTransport as _T
+
+    proto = TBinaryProtocol.TBinaryProtocolAccelerated(_T.TMemoryBuffer(data))
+    proto.readMessageBegin()
+    result = Wire.call_result()
+    result.read(proto)
+    proto.readMessageEnd()
+    return result.success
 
 
 class Extension:
@@ -53,6 +114,7 @@ class Extension:
         # so the client's own decoding does not dominate what is measured.
         self.client = Wire.Client(TBinaryProtocol.TBinaryProtocolAccelerated(self.transport))
         self.transport.open()
+        self.recorder = _Recorder(sock)
 
     def cpu(self) -> float:
         with open(f"/proc/{self.pid}/stat") as fh:
@@ -87,11 +149,17 @@ class Extension:
         self.reset_peak()
         cpu0 = self.cpu()
         t = time.perf_counter()
-        resp = self.client.call("table", table, {"action": "generate", "context": text})
-        seconds = time.perf_counter() - t
+        self.client.send_call("table", table, {"action": "generate", "context": text})
+        data, arrived = self.recorder.read_answer(ANSWER_SIZES.get((table, text), 0))
+        seconds = arrived - t
+        ANSWER_SIZES[(table, text)] = len(data)
+        cpu = self.cpu() - cpu0
+        t = time.perf_counter()
+        resp = _decode(data)
+        decode = time.perf_counter() - t
         last = resp.response[-1].get("error", "") if resp.response else ""
-        return Call(seconds, self.cpu() - cpu0, len(resp.response), self.peak_mb(), resp.status.code,
-                    resp.status.message, "walk cut after" in last)
+        return Call(seconds, cpu, len(resp.response), self.peak_mb(), resp.status.code,
+                    resp.status.message, "walk cut after" in last, decode, len(data))
 
 
 @contextlib.contextmanager

@@ -106,9 +106,9 @@ def load_command_rows(ctx: QueryContext, root: str = "") -> Iterator[Row]:
     static = QueryContext(ctx.constraints, frozenset(every) - frozenset(_RESOLVED))
     for row in SCANNER.scan(static, private=True):
         out = _public(row, root)
-        outcome = resolver.outcome(row)
-        if outcome is not None:
-            out.update(resolver.columns(row, outcome))
+        spec = resolver.spec(row)
+        if spec is not None:
+            out.update(resolver.columns(resolver.outcome(spec)))
         yield out
 
 

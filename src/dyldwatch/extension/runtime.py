@@ -17,6 +17,7 @@ uuid in `extensions()` or stops answering, so that osqueryd's watcher can start 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -275,6 +276,20 @@ class ExtensionRuntime:
             transport.close()
 
 
+#: Allocations between young-generation collections. A walk allocates tens of thousands of small
+#: objects (parsed load commands, rows) that live until the answer is sent; at CPython's default
+#: (700) the collector rescans them hundreds of times per walk. The tables make no reference
+#: cycles to speak of, so collecting less often costs no memory.
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def tune_collector() -> None:
+    """A long-lived server's collector settings: the modules loaded so far are moved out of the
+    collector's sight (gc.freeze) and young objects are collected less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def run_extension(socket_path: str, timeout: float, interval: float, verbose: bool,
                   budget: float | None = None) -> int:
     """Entry point for `dyldwatch extension`: log to stderr (osquery collects it with --verbose)."""
@@ -283,6 +298,7 @@ def run_extension(socket_path: str, timeout: float, interval: float, verbose: bo
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="dyldwatch[%(process)d] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("thrift").setLevel(logging.CRITICAL)
+    tune_collector()
     runtime = ExtensionRuntime(socket_path, timeout=timeout, interval=interval,
                                budget=budget if budget else budget_from_env())
     try:

@@ -84,6 +84,19 @@ def row_bytes(*pairs: Pairs) -> bytes:
     return _MAP_HEAD.pack(TType.STRING, TType.STRING, sum(p.count for p in pairs)) + b"".join(p.data for p in pairs)
 
 
+def map_bytes(count: int, data: bytes) -> bytes:
+    """One encoded row from `count` key/value runs a table joined itself (see RowEncoder.text)."""
+    return _MAP_HEAD.pack(TType.STRING, TType.STRING, count) + data
+
+
+def extend_row(row: bytes, more: Pairs) -> bytes:
+    """An encoded row with more pairs after its own (the count in its map header raised to match)."""
+    if not more.count:
+        return row
+    count = _LEN.unpack_from(row, 2)[0] + more.count
+    return b"".join((_MAP_HEAD.pack(TType.STRING, TType.STRING, count), memoryview(row)[_MAP_HEAD.size:], more.data))
+
+
 class RowEncoder:
     """Encodes rows of one table for one query: the columns it reads, in declaration order.
 
@@ -91,12 +104,14 @@ class RowEncoder:
     read the same columns (a scheduled query reads the same ones every time).
     """
 
-    __slots__ = ("names", "key", "has_error")
+    __slots__ = ("names", "key", "has_error", "memo")
 
     def __init__(self, table: type[Table], ctx: QueryContext) -> None:
         self.names: tuple[str, ...] = tuple(n for n in table.column_names() if ctx.uses(n))
         self.key = frozenset(self.names)
         self.has_error = "error" in self.names
+        #: encoded values a table reuses within this query (see `text`)
+        self.memo: dict[object, bytes] = {}
 
     def values(self, row: Mapping[str, Any], names: Sequence[str] | None = None) -> tuple[dict[str, str], bool]:
         """The row's wire strings for `names` (default: the query's columns), None left out, and
@@ -131,6 +146,16 @@ class RowEncoder:
     # Handed to the tables with the encoder, so they encode without importing the wire layer.
     encode_pairs = staticmethod(encode_pairs)
     row_bytes = staticmethod(row_bytes)
+
+    @staticmethod
+    def text(value: str) -> bytes:
+        """One encoded string (a key or a value) for `pairs`: raises UnicodeEncodeError for text
+        holding undecodable bytes (surrogates), which only `values` knows how to send."""
+        data = value.encode()
+        return _LEN.pack(len(data)) + data
+
+    map_bytes = staticmethod(map_bytes)
+    extend_row = staticmethod(extend_row)
 
 
 class EncodedResponse:

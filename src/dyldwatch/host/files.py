@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from types import TracebackType
+from typing import NamedTuple
 
 #: Files larger than this are not parsed (a Mach-O that large is not a loadable library).
 DEFAULT_MAX_SIZE = 4 << 30
@@ -23,9 +23,9 @@ class FileProblem(Exception):
     """A file cannot be inspected; the message is fit for an `error` column."""
 
 
-@dataclass(frozen=True, slots=True)
-class FileKey:
-    """What identifies one version of a file for caching (path matters: @loader_path depends on it)."""
+class FileKey(NamedTuple):
+    """What identifies one version of a file for caching (path matters: @loader_path depends on it).
+    A named tuple: hashed and compared in C, for every file of every query."""
 
     path: str
     device: int

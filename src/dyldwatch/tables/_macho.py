@@ -89,14 +89,33 @@ class LiveColumns(Protocol):
     """The columns of one query that depend on the file system now (whether a referenced dylib
     exists), computed for every query so they never go stale.
 
-    `outcome(row)` checks the file system and returns everything the row's live columns depend
-    on, as a hashable (None when the row has none); `columns(row, outcome)` builds them. Equal
-    outcomes give equal columns, so a file whose outcomes are those of an earlier query is sent
-    with the bytes encoded then."""
+    `spec(row)` is what the row's live columns depend on in its own file (None when it has none):
+    a function of the row alone, so a cached file keeps its specs. `outcome(spec)` checks the file
+    system and returns everything the columns depend on, as a hashable; `columns(outcome)` builds
+    them. Equal outcomes give equal columns, so a file whose outcomes are those of an earlier
+    query is sent with the bytes encoded then."""
 
-    def outcome(self, row: Row) -> Hashable | None: ...
+    def spec(self, row: Row) -> Hashable | None: ...
 
-    def columns(self, row: Row, outcome: Hashable) -> Row: ...
+    def outcome(self, spec: Hashable) -> Hashable: ...
+
+    def columns(self, outcome: Hashable) -> Row: ...
+
+
+class ParseRows(Protocol):
+    """A table whose rows come from the parse alone (no further reads of the file): its cache keeps
+    the parse instead of row dicts, builds rows only for in-process queries, and encodes wire rows
+    straight from the parse."""
+
+    def rows(self, path: str, parsed: ParsedFile, parts: frozenset[str]) -> Iterator[Row]: ...
+
+    def wire(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...] | None:
+        """The encoded rows for `names` in `rows` order, or None to have `rows` encoded instead."""
+        ...
+
+    def specs(self, path: str, parsed: ParsedFile) -> tuple[tuple[int, Hashable], ...] | None:
+        """(row index, live spec) of the rows with live columns, or None to read them from `rows`."""
+        ...
 
 
 #: live(ctx): the query's LiveColumns, or None when it reads no live column.
@@ -111,12 +130,16 @@ WIRE_SETS = 2
 
 @dataclass(slots=True)
 class FileEntry:
-    """One file version's rows with the parts computed so far, and their encodings per column set."""
+    """One file version's rows with the parts computed so far (or, for a ParseRows table, its
+    parse), and their encodings per column set."""
 
-    rows: tuple[Row, ...]
+    rows: tuple[Row, ...] | None
     parts: frozenset[str]
-    #: per column set: whole encoded rows when the set has no live column, else the static pairs
-    wire: dict[frozenset[str], tuple[Pairs, ...] | tuple[bytes, ...]] = field(default_factory=dict)
+    parsed: ParsedFile | None = None
+    #: (row index, live spec) of the rows with live columns, worked out once per file version
+    specs: tuple[tuple[int, Hashable], ...] | None = None
+    #: per column set: the encoded rows without their live columns
+    wire: dict[frozenset[str], tuple[bytes, ...]] = field(default_factory=dict)
     #: whole encoded rows with their live columns, per (column set, live outcomes of every row)
     live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
 
@@ -129,14 +152,18 @@ class MachOScanner:
     columns need. `finisher(ctx)` completes rows for the query's columns in a way that can be
     cached with them; `live(ctx)` adds the columns that depend on other files (whether a referenced
     dylib exists), computed for every query so they never go stale; `live_columns` names them.
+    A table whose rows come from the parse alone passes `parse_rows` instead of `rows_for`.
     """
 
-    def __init__(self, table: str, rows_for: FileRows, finisher: Finisher | None = None, *,
+    def __init__(self, table: str, rows_for: FileRows | None = None, finisher: Finisher | None = None, *,
                  parts_for: Callable[[QueryContext], frozenset[str]] | None = None, live: Live | None = None,
                  live_columns: Sequence[str] = (), cache_rows: int = CACHE_ROWS,
-                 implied: dict[str, frozenset[str]] | None = None) -> None:
+                 implied: dict[str, frozenset[str]] | None = None, parse_rows: ParseRows | None = None) -> None:
+        if (rows_for is None) == (parse_rows is None):
+            raise ValueError("a scanner takes rows_for or parse_rows")
         self.table = table
         self.rows_for = rows_for
+        self.parse_rows = parse_rows
         self.finisher = finisher
         self.parts_for = parts_for
         self.live = live
@@ -153,6 +180,12 @@ class MachOScanner:
             return iter(())
         return expand_paths(path_constraints(ctx))
 
+    def _rows(self, path: str, entry: FileEntry, need: frozenset[str]) -> tuple[Row, ...]:
+        if entry.rows is not None:
+            return entry.rows
+        assert self.parse_rows is not None and entry.parsed is not None
+        return tuple(self.parse_rows.rows(path, entry.parsed, need))
+
     def scan(self, ctx: QueryContext, *, private: bool = False) -> Iterator[Row]:
         """Rows for every Mach-O file the query names; errors become rows, never exceptions.
 
@@ -164,13 +197,13 @@ class MachOScanner:
         finish = self.finisher(ctx) if self.finisher is not None else None
         live = self.live(ctx) if self.live is not None else None
         for req in self._requests(ctx):
-            for row in self._entry(req, need).rows:
+            for row in self._rows(req.path, self._entry(req, need), need):
                 if finish is not None:
                     row = finish(row)
                 if live is not None:
-                    outcome = live.outcome(row)
-                    if outcome is not None:
-                        row = {**row, **live.columns(row, outcome)}
+                    spec = live.spec(row)
+                    if spec is not None:
+                        row = {**row, **live.columns(live.outcome(spec))}
                 yield row if private else {k: v for k, v in row.items() if k[:1] != "_"}
 
     def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
@@ -184,35 +217,63 @@ class MachOScanner:
         live_names = [n for n in encoder.names if n in self.live_columns] if live is not None else []
         static_names = [n for n in encoder.names if n not in self.live_columns]
         whole = not live_names or live is None
+        #: the encoded live columns of each outcome met in this query (many rows name the same dylib)
+        live_pairs: dict[Hashable, Pairs] = {}
         for req in self._requests(ctx):
             entry = self._entry(req, need)
             static = entry.wire.get(encoder.key)
             if static is None:
-                finished = entry.rows if finish is None else [finish(r) for r in entry.rows]
-                static = tuple(encoder.encode_pairs(encoder.values(r, static_names)[0]) for r in finished)
-                if whole:
-                    # No per-query column: the whole encoded rows are kept, and the answer shares
-                    # them (one copy of each row in memory, not one in the cache and one sent).
-                    static = tuple(encoder.row_bytes(p) for p in static)
+                # Without live columns these are the whole rows, and the answer shares them (one copy
+                # of each row in memory, not one in the cache and one sent).
+                static = self._static(req.path, entry, need, finish, static_names, encoder)
                 if len(entry.wire) >= WIRE_SETS:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
             if whole:
                 yield req.path, static
                 continue
-            outcomes = tuple(live.outcome(r) for r in entry.rows)
+            assert live is not None
+            specs = self._specs(req.path, entry, need, live)
+            outcomes = tuple(live.outcome(spec) for _, spec in specs)
             key = (encoder.key, outcomes)
             out = entry.live_wire.get(key)
             if out is None:
-                out = tuple(
-                    encoder.row_bytes(pairs, encoder.encode_pairs(
-                        encoder.values(live.columns(row, outcome), live_names)[0]))
-                    if outcome is not None else encoder.row_bytes(pairs)
-                    for row, pairs, outcome in zip(entry.rows, static, outcomes, strict=True))
+                rows = list(static)
+                for (i, _), outcome in zip(specs, outcomes, strict=True):
+                    pairs = live_pairs.get(outcome)
+                    if pairs is None:
+                        pairs = live_pairs[outcome] = encoder.encode_pairs(
+                            encoder.values(live.columns(outcome), live_names)[0])
+                    rows[i] = encoder.extend_row(static[i], pairs)
+                out = tuple(rows)
                 if len(entry.live_wire) >= WIRE_SETS:
                     entry.live_wire.pop(next(iter(entry.live_wire)))
                 entry.live_wire[key] = out
             yield req.path, out
+
+    def _static(self, path: str, entry: FileEntry, need: frozenset[str], finish: Callable[[Row], Row] | None,
+                names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
+        """The encoded non-live columns of a file's rows: straight from the parse when the table can,
+        else from its rows."""
+        if entry.parsed is not None and self.parse_rows is not None and finish is None:
+            fast = self.parse_rows.wire(path, entry.parsed, names, encoder)
+            if fast is not None:
+                return fast
+        rows = self._rows(path, entry, need)
+        finished = rows if finish is None else [finish(r) for r in rows]
+        return tuple(encoder.row_bytes(encoder.encode_pairs(encoder.values(r, names)[0])) for r in finished)
+
+    def _specs(self, path: str, entry: FileEntry, need: frozenset[str],
+               live: LiveColumns) -> tuple[tuple[int, Hashable], ...]:
+        specs = entry.specs
+        if specs is None:
+            if entry.parsed is not None and self.parse_rows is not None:
+                specs = self.parse_rows.specs(path, entry.parsed)
+            if specs is None:
+                found = ((i, live.spec(r)) for i, r in enumerate(self._rows(path, entry, need)))
+                specs = tuple((i, s) for i, s in found if s is not None)
+            entry.specs = specs
+        return specs
 
     def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
         from ..formats.macho.model import MachOError
@@ -224,7 +285,7 @@ class MachOScanner:
         cached: FileEntry | None = None
         if st is not None:
             cached = self.cache.get((FileKey.of(req.path, st), req.explicit))
-            if cached is not None and need <= cached.parts:
+            if cached is not None and (cached.parsed is not None or need <= cached.parts):
                 return cached
         try:
             src = FileSource(req.path, max_size=MAX_MACHO_SIZE, pre=st)
@@ -232,10 +293,11 @@ class MachOScanner:
             return FileEntry((error_row(req.path, str(exc)),), need)
         if cached is not None and st is not None and src.key != FileKey.of(req.path, st):
             cached = None  # replaced between stat and open
+        parsed: ParsedFile | None = None
         with src:
             try:
                 if not looks_like_macho(src):
-                    rows: tuple[Row, ...] = (
+                    rows: tuple[Row, ...] | None = (
                         (error_row(req.path, "not a Mach-O file (no Mach-O or fat magic)"),) if req.explicit else ()
                     )
                     parts = need | (cached.parts if cached else frozenset())
@@ -244,19 +306,24 @@ class MachOScanner:
                     if parsed is None:
                         parsed = parse_file(src)
                         PARSE_CACHE.put(src.key, parsed)
-                    prior = cached.rows if cached is not None else None
-                    todo = need - cached.parts if cached is not None else need
-                    rows = tuple(self.rows_for(src, parsed, todo, prior))
-                    parts = todo | (cached.parts if cached else frozenset())
+                    if self.rows_for is None:
+                        rows, parts = None, need  # built from the parse when asked for
+                    else:
+                        prior = cached.rows if cached is not None else None
+                        todo = need - cached.parts if cached is not None else need
+                        rows = tuple(self.rows_for(src, parsed, todo, prior))
+                        parts = todo | (cached.parts if cached else frozenset())
+                        parsed = None
             except FileProblem as exc:  # the file shrank or vanished mid-read: not cached
                 return FileEntry((error_row(req.path, str(exc)),), need)
             except (MachOError, ValueError, OverflowError, MemoryError) as exc:
-                rows, parts = (error_row(req.path, f"cannot parse: {exc}"),), need
+                rows, parts, parsed = (error_row(req.path, f"cannot parse: {exc}"),), need, None
         for part, more in self.implied.items():
             if part in parts:
                 parts |= more
-        entry = FileEntry(rows, parts)
-        self.cache.put((src.key, req.explicit), entry, weight=max(1, len(rows)))
+        entry = FileEntry(rows, parts, parsed)
+        weight = len(rows) if rows is not None else sum(len(sl.commands) or 1 for sl in parsed.slices) + 1  # type: ignore[union-attr]
+        self.cache.put((src.key, req.explicit), entry, weight=max(1, weight))
         return entry
 
     def clear(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
@@ -21,6 +21,7 @@ from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryC
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
     from ..extension.wire import RowEncoder
     from ..formats.macho import MachOSlice
+    from ..formats.macho.model import LoadCommand
     from ..formats.macho.resolve import Plan, Resolution
 
 DYLIB_COMMANDS = frozenset(
@@ -69,16 +70,30 @@ def link_flags(kind: str, data: dict | None) -> str:
 DETAILS = "details"
 
 
-def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row]:
+def _rpaths(sl: MachOSlice) -> tuple[str, ...]:
+    return tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
+
+
+def slice_specs(path: str, sl: MachOSlice) -> dict[int, Spec]:
+    """The Spec of each of a slice's dylib commands, by position: what its resolution depends on
+    besides the file system and the bundle."""
     from ..formats.macho import constants as C
     from ..formats.macho.resolve import needs_fallbacks
 
-    directory = sys.intern(os.path.dirname(path))  # shared by the cached rows of a directory's files
-    arch = sl.ref.arch
-    rpaths = tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
+    rpaths = _rpaths(sl)
     sdk, platform = _build(sl)
     fallbacks = needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
-    for cmd in sl.commands:
+    arch = sl.ref.arch
+    return {i: (cmd.name, path, rpaths, fallbacks, arch) for i, cmd in enumerate(sl.commands)
+            if cmd.cmd_name in DYLIB_COMMANDS and cmd.name}
+
+
+def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row]:
+    directory = sys.intern(os.path.dirname(path))
+    arch = sl.ref.arch
+    rpaths = _rpaths(sl)
+    specs = slice_specs(path, sl)
+    for i, cmd in enumerate(sl.commands):
         kind = cmd.cmd_name
         row: Row = {
             "path": path,
@@ -95,30 +110,101 @@ def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row
         }
         if details:
             row["details"] = details_json(kind, cmd.data)
-        if kind in DYLIB_COMMANDS and cmd.name:
-            # what resolution depends on besides the file system and the bundle (see Resolver);
-            # (name, executable path, loader path, rpaths): snapshot.py reads this shape too
-            row["_resolve"] = (cmd.name, path, path, rpaths)
-            row["_fallbacks"] = fallbacks
+        if i in specs:
+            row["_resolve"] = specs[i]
             row["link_flags"] = link_flags(kind, cmd.data)
         elif kind == "LC_RPATH" and cmd.name:
             row["rpath_index"] = rpaths.index(cmd.name)
         yield row
 
 
-def rows_for(src: FileSource, parsed: ParsedFile, parts: frozenset[str] = frozenset(),
-             prior: tuple[Row, ...] | None = None) -> Iterator[Row]:
-    """Every command's row; with `details` when asked (the rows are rebuilt whole: they are cheap
-    once the file is parsed, and `details` is the only costly column)."""
-    details = DETAILS in parts or (prior is not None and bool(prior) and DETAILS in prior[0])
+def rows_for(path: str, parsed: ParsedFile, parts: frozenset[str] = frozenset()) -> Iterator[Row]:
+    """Every command's row, with `details` when asked."""
+    details = DETAILS in parts
     for sl in parsed.slices:
         if sl.commands:
-            yield from slice_rows(src.path, sl, details)
+            yield from slice_rows(path, sl, details)
         elif not parsed.error:  # nothing dyld could load; say so rather than return nothing
-            yield {"path": src.path, "directory": os.path.dirname(src.path), "arch": sl.ref.arch,
+            yield {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch,
                    "error": f"slice {sl.ref.arch} has no load commands"}
     if parsed.error:
-        yield {"path": src.path, "directory": os.path.dirname(src.path), "error": parsed.error}
+        yield {"path": path, "directory": os.path.dirname(path), "error": parsed.error}
+
+
+def _clean(parsed: ParsedFile) -> bool:
+    """One row per command and nothing else (no error row, no empty slice)."""
+    return not parsed.error and all(sl.commands for sl in parsed.slices)
+
+
+#: A value of a command's row for one column, from (command, its name, the slice's LC_RPATHs).
+_Getter = Callable[["LoadCommand", str, tuple[str, ...]], "str | int | None"]
+_GETTERS: dict[str, _Getter] = {
+    "cmd_index": lambda c, k, r: c.index,
+    "cmd": lambda c, k, r: k,
+    "cmd_size": lambda c, k, r: c.cmd_size,
+    "name": lambda c, k, r: c.name if k in NAMED_COMMANDS else None,
+    "compatibility_version": lambda c, k, r: c.compatibility_version,
+    "current_version": lambda c, k, r: c.current_version,
+    "weak": lambda c, k, r: 1 if c.weak else 0,
+    "link_flags": lambda c, k, r: link_flags(k, c.data) if k in DYLIB_COMMANDS and c.name else None,
+    "rpath_index": lambda c, k, r: r.index(c.name) if k == "LC_RPATH" and c.name else None,
+    "details": lambda c, k, r: details_json(k, c.data),
+    "error": lambda c, k, r: None,
+}
+#: Encoded values one query keeps for reuse (command names, small numbers, common install names).
+_MEMO_LIMIT = 50_000
+
+
+class LoadCommandRows:
+    """This table's rows from a file's parse (see _macho.ParseRows): dicts for in-process queries,
+    and for the extension the encoded pairs built straight from the load commands, each repeated
+    value (a command name, an index, an install name) encoded once per query."""
+
+    rows = staticmethod(rows_for)
+
+    def wire(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...] | None:
+        if not _clean(parsed):
+            return None  # error rows take the general encoder
+        memo: dict[object, bytes] = encoder.memo
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        text = encoder.text
+        per_slice = [n for n in names if n in ("path", "directory", "arch")]
+        getters = [(text(n), _GETTERS[n]) for n in names if n in _GETTERS]
+        row = encoder.map_bytes
+        out: list[bytes] = []
+        try:
+            for sl in parsed.slices:
+                values = {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch}
+                head = [b"".join((text(n), text(values[n]))) for n in per_slice]
+                base = len(head)
+                rpaths = _rpaths(sl)
+                for cmd in sl.commands:
+                    kind = cmd.cmd_name
+                    parts = list(head)
+                    for key, get in getters:
+                        value = get(cmd, kind, rpaths)
+                        if value is None:
+                            continue
+                        data = memo.get(value)
+                        if data is None:
+                            data = text(value if type(value) is str else str(value))
+                            memo[value] = data
+                        parts += (key, data)
+                    out.append(row(base + (len(parts) - base) // 2, b"".join(parts)))
+        except UnicodeEncodeError:
+            return None  # a name holding undecodable bytes: the general encoder escapes and notes it
+        return tuple(out)
+
+    def specs(self, path: str, parsed: ParsedFile) -> tuple[tuple[int, Spec], ...] | None:
+        if not _clean(parsed):
+            return None
+        out: list[tuple[int, Spec]] = []
+        offset = 0
+        for sl in parsed.slices:
+            out += ((offset + i, spec) for i, spec in slice_specs(path, sl).items())
+            offset += len(sl.commands)
+        return tuple(out)
 
 
 def parts_for(ctx: QueryContext) -> frozenset[str]:
@@ -132,6 +218,9 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
 PLANS: BoundedCache[Plan] = BoundedCache(4_096)
 #: Plans one query keeps at hand (past that it starts over; the shared ones stay in PLANS).
 QUERY_PLANS = 1_024
+#: What a dylib row's resolution depends on in its own file: (install name, loader path, the
+#: loader's LC_RPATHs, whether dyld's fallback paths apply, arch).
+Spec = tuple[str, str, tuple[str, ...], bool, str]
 #: An outcome: (plan key, index of the first existing candidate or -1, its real path when read).
 Outcome = tuple[Hashable, int, "str | None"]
 
@@ -139,16 +228,22 @@ Outcome = tuple[Hashable, int, "str | None"]
 class Resolver:
     """Dylib resolution against the file system as it is now, for one query (LiveColumns).
 
-    Plans come from PLANS; existence checks, real paths and bundle heads are looked up once per
-    query (many binaries name the same libraries) and never kept past it, so a dylib planted after
-    one query is seen by the next."""
+    Plans come from PLANS; existence checks, real paths, bundle heads and outcomes are looked up
+    once per query (many binaries name the same libraries) and never kept past it, so a dylib
+    planted after one query is seen by the next."""
 
     def __init__(self, ctx: QueryContext) -> None:
+        from ..formats.macho.resolve import bundle_main_executable, physical_path, plan_dylib
+
+        self._bundle_main_executable = bundle_main_executable
+        self._physical_path = physical_path
+        self._plan_dylib = plan_dylib
         self.want = frozenset(c for c in _RESOLVED if ctx.uses(c))
         self.known: dict[str, bool] = {}
         self.real: dict[str, str] = {}
         self.heads: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
         self.plans: dict[Hashable, Plan] = {}
+        self.outcomes: dict[Hashable, Outcome] = {}
 
     def exists(self, path: str) -> bool:
         hit = self.known.get(path)
@@ -164,28 +259,38 @@ class Resolver:
 
     def head(self, path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
         """The main executable of the bundle holding `path`, with its LC_RPATHs for `arch`."""
-        from ..formats.macho.resolve import bundle_main_executable
-
         key = (os.path.dirname(path), arch)
         if key not in self.heads:
-            exe = bundle_main_executable(path)
+            exe = self._bundle_main_executable(path)
             self.heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
         return self.heads[key]
 
-    def outcome(self, row: Row) -> Outcome | None:
-        spec = row.get("_resolve")
-        if spec is None:
-            return None
-        from ..formats.macho.resolve import physical_path, plan_dylib
+    def spec(self, row: Row) -> Spec | None:
+        return row.get("_resolve")
 
-        name, _exe, loader_path, rpaths = spec
-        fallbacks = bool(row.get("_fallbacks"))
-        top = self.head(loader_path, row.get("arch") or "")
+    def plan_key(self, spec: Spec) -> Hashable:
+        """What the plan of `spec` depends on. An absolute name (or a bare leaf) is planned the same
+        from any loader, an @loader_path name from any loader in the same directory, so those plans
+        are shared by every file naming them; @rpath and @executable_path names depend on the
+        bundle's main executable too. A `/..` may depend on symlinks: such names take the full key."""
+        name, loader_path, rpaths, fallbacks, arch = spec
+        if "/.." not in name:
+            if name[:1] != "@":
+                return ("absolute", name, fallbacks)
+            if name.startswith("@loader_path/") and "/.." not in loader_path:
+                return ("loader", name, os.path.dirname(loader_path), fallbacks)
+        top = self.head(loader_path, arch)
         executable_path: str | None = None
         stack: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        if top is not None and physical_path(top[0]) != physical_path(loader_path):
+        if top is not None and self._physical_path(top[0]) != self._physical_path(loader_path):
             executable_path, stack = top[0], (top,)
-        key: Hashable = (spec, fallbacks, executable_path, stack)
+        return ("chain", name, loader_path, rpaths, fallbacks, executable_path, stack)
+
+    def outcome(self, spec: Hashable) -> Outcome:
+        key = self.plan_key(spec)  # type: ignore[arg-type]
+        hit = self.outcomes.get(key)
+        if hit is not None:
+            return hit
         plan = self.plans.get(key) or PLANS.get(key)
         if plan is None:
             used: list[str] = []
@@ -194,16 +299,16 @@ class Resolver:
                 used.append(p)
                 return self.realpath(p)
 
-            plan = plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
-                              rpath_stack=stack, realpath=realpath, fallbacks=fallbacks)
+            plan = self._planned(key, realpath)
             if used:  # a `..` after a symlink: the plan depends on the file system, this query only
-                key = (key, plan)
+                key = ("symlinks", key, plan)
             else:
                 PLANS.put(key, plan)
         if len(self.plans) >= QUERY_PLANS:
             # A walk over distinct loaders meets a new plan per dylib row: the query keeps only the
             # recent ones (columns() finds an evicted one again from its key).
             self.plans.clear()
+            self.outcomes.clear()
         self.plans[key] = plan
         found = plan.outcome(self.exists)
         real = None
@@ -212,22 +317,34 @@ class Resolver:
             hit = plan.candidates[found] if found < len(plan.candidates) else \
                 plan.fallbacks[found - len(plan.candidates)]
             real = self.realpath(hit.path)
-        return key, found, real
+        result = (key, found, real)
+        self.outcomes[key[1] if key[0] == "symlinks" else key] = result  # type: ignore[index]
+        return result
+
+    def _planned(self, key: Hashable, realpath: Callable[[str], str]) -> Plan:
+        """The plan a key (from plan_key) stands for."""
+        kind = key[0]  # type: ignore[index]
+        if kind == "absolute":  # the loader plays no part
+            _, name, fallbacks = key  # type: ignore[misc]
+            return self._plan_dylib(name, loader_path="/", rpaths=(), realpath=realpath, fallbacks=fallbacks)
+        if kind == "loader":  # only the loader's directory does
+            _, name, directory, fallbacks = key  # type: ignore[misc]
+            return self._plan_dylib(name, loader_path=os.path.join(directory, "-"), rpaths=(), realpath=realpath,
+                                    fallbacks=fallbacks)
+        _, name, loader_path, rpaths, fallbacks, executable_path, stack = key  # type: ignore[misc]
+        return self._plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
+                                rpath_stack=stack, realpath=realpath, fallbacks=fallbacks)
 
     def _plan(self, key: Hashable) -> Plan:
         """The plan an outcome names: this query's, the shared one, or planned again from its key."""
         plan = self.plans.get(key) or PLANS.get(key)
         if plan is not None:
             return plan
-        from ..formats.macho.resolve import plan_dylib
+        if key[0] == "symlinks":  # type: ignore[index]  # a plan that depended on symlinks: kept in its key
+            return key[2]  # type: ignore[index]
+        return self._planned(key, self.realpath)
 
-        if len(key) == 2:  # type: ignore[arg-type]  # (key, plan): a plan that depended on symlinks
-            return key[1]  # type: ignore[index]
-        (name, _exe, loader_path, rpaths), fallbacks, executable_path, stack = key  # type: ignore[misc]
-        return plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
-                          rpath_stack=stack, realpath=self.realpath, fallbacks=fallbacks)
-
-    def columns(self, row: Row, outcome: Hashable) -> Row:
+    def columns(self, outcome: Hashable) -> Row:
         key, found, real = outcome  # type: ignore[misc]
         out = resolution_columns(self._plan(key).settle(found), self.want)
         if "resolved_realpath" in self.want:
@@ -260,20 +377,18 @@ class RootedResolver(Resolver):
         return hit
 
     def head(self, path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
-        from ..formats.macho.resolve import bundle_main_executable
-
         key = (os.path.dirname(path), arch)
         if key not in self.heads:
-            exe = bundle_main_executable(self.root + path)
+            exe = self._bundle_main_executable(self.root + path)
             self.heads[key] = None if exe is None else (self._strip(exe), main_rpaths(exe, arch))
         return self.heads[key]
 
-    def outcome(self, row: Row) -> Outcome | None:
+    def spec(self, row: Row) -> Spec | None:
         spec = row.get("_resolve")
         if spec is None:
             return None
-        name, exe, loader, rpaths = spec
-        return super().outcome({**row, "_resolve": (name, self._strip(exe), self._strip(loader), rpaths)})
+        name, loader, rpaths, fallbacks, arch = spec
+        return (name, self._strip(loader), rpaths, fallbacks, arch)
 
 
 def live(ctx: QueryContext) -> Resolver | None:
@@ -329,8 +444,8 @@ def main_rpaths(exe: str, arch: str) -> tuple[str, ...]:
 
 
 #: Load-command rows are many per file: half the rows of macho_info's cache.
-SCANNER = MachOScanner("macho_load_commands", rows_for, parts_for=parts_for, live=live, live_columns=_RESOLVED,
-                       cache_rows=8_000)
+SCANNER = MachOScanner("macho_load_commands", parts_for=parts_for, live=live, live_columns=_RESOLVED,
+                       cache_rows=8_000, parse_rows=LoadCommandRows())
 
 
 class MachoLoadCommandsTable(Table):

@@ -1,0 +1,154 @@
+"""macho_load_commands' rows for the extension are encoded straight from the parse, with resolution
+plans shared between files: the answer must be exactly what encoding the table's own rows gives,
+for every column set, every kind of file (clean, malformed, non-UTF-8 name) and every query."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import TTransport
+
+from dyldwatch.extension.wire import RowEncoder
+from dyldwatch.formats.macho import constants as C
+from dyldwatch.formats.macho import writer as mw
+from dyldwatch.tables import macho_load_commands as lc
+from dyldwatch.tables._macho import PARSE_CACHE
+from dyldwatch.tables.base import QueryContext
+
+EQ = 2
+TABLE = lc.MachoLoadCommandsTable
+DETECTION = ["path", "arch", "cmd", "cmd_index", "name", "weak", "resolved_path", "resolved_exists"]
+COLUMN_SETS = [
+    DETECTION,
+    ["path", "cmd", "name", "link_flags", "rpath_index", "cmd_size", "compatibility_version", "current_version"],
+    ["path", "directory", "arch", "cmd", "details", "error"],
+    ["path", "name", "resolved_realpath", "in_shared_cache", "rpath_source", "search_paths", "planting_vector"],
+    None,  # osqueryd sent no colsUsed: every column
+]
+
+
+@pytest.fixture(autouse=True)
+def _cold() -> None:
+    lc.SCANNER.clear()
+    PARSE_CACHE.clear()
+    lc.PLANS.clear()
+
+
+def _decode(rows: tuple[bytes, ...]) -> list[dict[str, str]]:
+    out = []
+    for raw in rows:
+        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
+        _, _, n = proto.readMapBegin()
+        out.append({proto.readString(): proto.readString() for _ in range(n)})
+    return out
+
+
+def _wire(ctx: QueryContext) -> list[dict[str, str]]:
+    enc = RowEncoder(TABLE, ctx)
+    return [r for _, rows in TABLE().generate_wire(ctx, enc) for r in _decode(rows)]
+
+
+def _expected(ctx: QueryContext) -> list[dict[str, str]]:
+    """The table's own rows, through the general encoder (what every other table sends)."""
+    enc = RowEncoder(TABLE, ctx)
+    return _decode(tuple(enc.encode(r) for r in TABLE().generate(ctx)))
+
+
+def _app(tmp_path: Path) -> Path:
+    """A bundle with a main executable, a framework using @rpath from the main executable's rpaths,
+    @loader_path and @executable_path names, a truncated file and an empty (non-Mach-O) one."""
+    app = tmp_path / "Demo.app" / "Contents"
+    (app / "MacOS").mkdir(parents=True)
+    (app / "Frameworks").mkdir()
+    main = mw.sample_executable()
+    main.add_rpath("@executable_path/../Frameworks")
+    main.add_dylib("@rpath/libhelper.dylib")
+    main.add_dylib("@loader_path/../Frameworks/libnear.dylib", C.LC_LOAD_WEAK_DYLIB)
+    main.add_dylib("/System/Library/Frameworks/Foundation.framework/Versions/C/Foundation")
+    (app / "MacOS" / "Demo").write_bytes(main.build())
+    helper = mw.sample_executable()
+    helper.add_dylib("@rpath/libhelper.dylib")
+    helper.add_dylib("@executable_path/../Frameworks/libnear.dylib")
+    helper.add_dylib("libbare.dylib")
+    (app / "Frameworks" / "libhelper.dylib").write_bytes(helper.build())
+    (app / "Frameworks" / "libnear.dylib").write_bytes(b"not a Mach-O")
+    data = mw.sample_executable().build()
+    (app / "Frameworks" / "truncated.dylib").write_bytes(data[:40])
+    return app
+
+
+@pytest.mark.parametrize("cols", COLUMN_SETS, ids=lambda c: "all" if c is None else ",".join(c[:3]))
+def test_wire_rows_equal_the_encoded_table_rows(tmp_path: Path, cols: list[str] | None) -> None:
+    app = _app(tmp_path)
+    ctx = QueryContext.build({"path": [(65, f"{app}/%%")]}, cols)
+    expected = _expected(ctx)
+    assert len(expected) > 20
+    if cols is None or "error" in cols:
+        assert any("run past the end" in r.get("error", "") for r in expected)
+    assert _wire(ctx) == expected
+    assert _wire(ctx) == expected  # the cached answer too
+
+
+def test_wire_rows_equal_the_encoded_table_rows_over_the_corpus(corpus_dir: Path) -> None:
+    directory = str(corpus_dir / "files")
+    for cols in COLUMN_SETS:
+        ctx = QueryContext.build({"directory": [(EQ, directory)]}, cols)
+        expected = _expected(ctx)
+        assert len(expected) > 1000
+        assert _wire(ctx) == expected, cols
+
+
+def test_a_name_that_is_not_utf8_takes_the_general_encoder(tmp_path: Path) -> None:
+    odd = os.path.join(os.fsencode(tmp_path), b"lib\xff.dylib")
+    with open(odd, "wb") as fh:
+        fh.write(mw.sample_executable().build())
+    ctx = QueryContext.build({"directory": [(EQ, str(tmp_path))]}, ["path", "cmd", "resolved_path", "error"])
+    rows = _wire(ctx)
+    assert rows == _expected(ctx)
+    assert all("\\xff" in r["path"] and "not valid UTF-8" in r["error"] for r in rows)
+
+
+def test_a_shared_plan_still_resolves_each_loader_in_its_own_directory(tmp_path: Path) -> None:
+    """Absolute names are planned once for every file; @loader_path names once per directory."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        w = mw.sample_executable()
+        w.add_dylib("@loader_path/libsib.dylib")
+        w.add_dylib("/opt/shared/libcommon.dylib")
+        (tmp_path / name / "exe").write_bytes(w.build())
+    (tmp_path / "b" / "libsib.dylib").write_bytes(b"x")
+    ctx = QueryContext.build({"path": [(65, f"{tmp_path}/%%")]}, ["path", "name", "resolved_path", "resolved_exists"])
+    rows = {(r["path"], r["name"]): r for r in _wire(ctx) if r.get("name", "").endswith(("libsib.dylib", "common.dylib"))}
+    a, b = str(tmp_path / "a" / "exe"), str(tmp_path / "b" / "exe")
+    assert rows[(a, "@loader_path/libsib.dylib")]["resolved_exists"] == "0"
+    assert rows[(b, "@loader_path/libsib.dylib")] == {
+        "path": b, "name": "@loader_path/libsib.dylib", "resolved_path": str(tmp_path / "b" / "libsib.dylib"),
+        "resolved_exists": "1"}
+    assert rows[(a, "/opt/shared/libcommon.dylib")]["resolved_path"] == "/opt/shared/libcommon.dylib"
+    keys = [k for k in lc.PLANS._data if k[0] == "absolute" and k[1] == "/opt/shared/libcommon.dylib"]
+    assert len(keys) == 1  # one plan served both files
+    assert len([k for k in lc.PLANS._data if k[0] == "loader" and k[1] == "@loader_path/libsib.dylib"]) == 2
+
+
+def test_a_dotdot_name_is_planned_against_the_file_system_of_each_query(tmp_path: Path) -> None:
+    """A `..` after a symlink depends on where the link points now: never a shared plan."""
+    (tmp_path / "real" / "lib").mkdir(parents=True)
+    (tmp_path / "real" / "lib" / "libz.dylib").write_bytes(b"x")
+    (tmp_path / "other" / "lib").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "lib")
+    w = mw.sample_executable()
+    w.add_dylib(f"{tmp_path}/link/../lib/libz.dylib")
+    exe = tmp_path / "exe"
+    exe.write_bytes(w.build())
+    ctx = QueryContext.build({"path": [(EQ, str(exe))]}, ["path", "name", "resolved_path", "resolved_exists"])
+
+    def hit() -> dict[str, str]:
+        return next(r for r in _wire(ctx) if r.get("name", "").endswith("libz.dylib"))
+
+    assert hit()["resolved_path"] == str(tmp_path / "real" / "lib" / "libz.dylib") and hit()["resolved_exists"] == "1"
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to(tmp_path / "other" / "lib")
+    assert hit()["resolved_path"] == str(tmp_path / "other" / "lib" / "libz.dylib") and hit()["resolved_exists"] == "0"
