@@ -81,8 +81,9 @@ class _Recorder:
 
 def _complete(chunks: list[bytes], handle: Any) -> bool:
     """Whether the bytes so far hold a whole reply. A reply ends with two struct stops (ExtensionResponse,
-    call_result), so a read ending in two zero bytes with nothing more waiting is decoded to find out."""
-    if not chunks[-1].endswith(b"\x00\x00") or select.select([handle], [], [], 0)[0]:
+    call_result), so a read ending in two zero bytes after which nothing more comes for a moment is
+    decoded to find out (the moment is not counted: the clock stopped at the read)."""
+    if not chunks[-1].endswith(b"\x00\x00") or select.select([handle], [], [], 0.01)[0]:
         return False
     try:
         _decode(b"".join(chunks))
@@ -165,8 +166,9 @@ class Extension:
 @contextlib.contextmanager
 def extension(budget: float = 290.0) -> Iterator[Extension]:
     """A fresh extension process (cold table caches) with a generous generate budget."""
+    # Not --verbose: osqueryd passes it only when it runs verbose itself.
     with tempfile.TemporaryDirectory() as tmp, running_extension(
-            tmp, interval=5, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
+            tmp, interval=5, verbose=False, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
         uuid = manager.handler.registrations[-1].uuid
         ext = Extension(proc.pid, f"{manager.path}.{uuid}")
         try:

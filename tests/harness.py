@@ -202,9 +202,13 @@ def context(*constraints: dict[str, Any], cols: list[str] | None = None) -> dict
     return doc
 
 
-def extension_command(socket_path: str, *, timeout: float = 5, interval: float = 0.5, launcher: bool = False) -> list[str]:
-    """The command line osqueryd uses to autoload an extension."""
-    flags = ["--socket", socket_path, "--timeout", str(timeout), "--interval", str(interval), "--verbose"]
+def extension_command(socket_path: str, *, timeout: float = 5, interval: float = 0.5, launcher: bool = False,
+                      verbose: bool = True) -> list[str]:
+    """The command line osqueryd uses to autoload an extension (with --verbose when osqueryd runs
+    verbose, as the tests want to read what the extension logged)."""
+    flags = ["--socket", socket_path, "--timeout", str(timeout), "--interval", str(interval)]
+    if verbose:
+        flags.append("--verbose")
     if launcher:
         return [str(ROOT / "extension" / "dyldwatch.ext"), *flags]
     return [sys.executable, "-m", "dyldwatch", "extension", *flags]

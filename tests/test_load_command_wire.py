@@ -16,7 +16,7 @@ from dyldwatch.formats.macho import constants as C
 from dyldwatch.formats.macho import writer as mw
 from dyldwatch.tables import macho_load_commands as lc
 from dyldwatch.tables._macho import PARSE_CACHE
-from dyldwatch.tables.base import QueryContext
+from dyldwatch.tables.base import QueryContext, path_constraints
 
 EQ = 2
 TABLE = lc.MachoLoadCommandsTable
@@ -152,3 +152,35 @@ def test_a_dotdot_name_is_planned_against_the_file_system_of_each_query(tmp_path
     (tmp_path / "link").unlink()
     (tmp_path / "link").symlink_to(tmp_path / "other" / "lib")
     assert hit()["resolved_path"] == str(tmp_path / "other" / "lib" / "libz.dylib") and hit()["resolved_exists"] == "0"
+
+
+def test_a_repeated_answer_is_sent_again_only_while_nothing_it_depends_on_changed(tmp_path: Path) -> None:
+    """The kept answer is re-checked file by file (name, version) and dylib by dylib (existence)."""
+    w = mw.sample_executable()
+    w.add_dylib("@loader_path/libplanted.dylib")
+    w.add_dylib("/opt/dyldwatch-test/libgone.dylib")
+    (tmp_path / "exe").write_bytes(w.build())
+    ctx = QueryContext.build({"directory": [(EQ, str(tmp_path))]}, DETECTION)
+    enc = RowEncoder(TABLE, ctx)
+
+    def answer() -> list[tuple[str, tuple[bytes, ...]]]:
+        return list(TABLE().generate_wire(ctx, RowEncoder(TABLE, ctx)))
+
+    def planted(rows: list[tuple[str, tuple[bytes, ...]]]) -> str:
+        return next(r["resolved_exists"] for _, rs in rows for r in _decode(rs)
+                    if r.get("name") == "@loader_path/libplanted.dylib")
+
+    first = answer()
+    again = answer()
+    assert again[0][1] is first[0][1]  # the kept rows, not re-encoded
+    assert lc.SCANNER.answers.get((path_constraints(ctx), enc.key)) is not None
+    (tmp_path / "libplanted.dylib").write_bytes(b"x")  # a dylib planted: live outcome changed
+    assert planted(answer()) == "1"
+    (tmp_path / "libplanted.dylib").unlink()
+    assert planted(answer()) == "0"
+    other = mw.sample_executable()
+    (tmp_path / "new").write_bytes(other.build())  # a new file in the directory
+    assert {p for p, _ in answer()} == {str(tmp_path / "exe"), str(tmp_path / "new")}
+    (tmp_path / "new").write_bytes(b"no longer a Mach-O")  # a file replaced
+    assert {p for p, rows in answer() if rows} == {str(tmp_path / "exe")}
+    assert _wire(ctx) == _expected(ctx)

@@ -110,8 +110,8 @@ class RowEncoder:
         self.names: tuple[str, ...] = tuple(n for n in table.column_names() if ctx.uses(n))
         self.key = frozenset(self.names)
         self.has_error = "error" in self.names
-        #: encoded values a table reuses within this query (see `text`)
-        self.memo: dict[object, bytes] = {}
+        #: encoded pieces a table reuses within this query, as it likes (see `text`)
+        self.memo: dict[object, object] = {}
 
     def values(self, row: Mapping[str, Any], names: Sequence[str] | None = None) -> tuple[dict[str, str], bool]:
         """The row's wire strings for `names` (default: the query's columns), None left out, and

@@ -101,6 +101,10 @@ class LiveColumns(Protocol):
 
     def columns(self, outcome: Hashable) -> Row: ...
 
+    def unchanged(self, specs: Sequence[tuple[int, Hashable]], outcomes: Sequence[Hashable]) -> bool:
+        """Whether `outcome(spec)` would give `outcomes` again now (cheaper than recomputing them)."""
+        ...
+
 
 class ParseRows(Protocol):
     """A table whose rows come from the parse alone (no further reads of the file): its cache keeps
@@ -144,6 +148,25 @@ class FileEntry:
     live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One file of a kept answer: how it was named, its version, its live specs and their
+    outcomes then, and the rows sent."""
+
+    path: str
+    explicit: bool
+    key: FileKey
+    specs: tuple[tuple[int, Hashable], ...]
+    outcomes: tuple[Hashable, ...]
+    rows: tuple[bytes, ...]
+
+
+#: Answers kept per scanner (a schedule repeats a handful of query shapes), and the rows they may
+#: hold in all: the rows are the cached files' own bytes, so keeping them costs references only.
+ANSWERS = 8
+ANSWER_ROWS = 50_000
+
+
 class MachOScanner:
     """Answers one Mach-O table: expands the query's paths and caches each file's rows.
 
@@ -170,6 +193,9 @@ class MachOScanner:
         self.live_columns = frozenset(live_columns)
         self.implied = implied or {}
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
+        #: the last answers by (files named, columns read): a repeated query over unchanged files
+        #: re-checks each file's version and each live outcome, and sends the rows again as they are
+        self.answers: BoundedCache[tuple[_Sent, ...]] = BoundedCache(ANSWERS, max_weight=ANSWER_ROWS)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
@@ -209,18 +235,58 @@ class MachOScanner:
     def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
         """(path, encoded rows) per file, for the extension: what `scan` yields, encoded for the
         query's columns; the part that does not depend on the file system now is encoded once per
-        file version and column set, and reused."""
+        file version and column set, and reused. A query asked before over files that are all
+        unchanged, whose live outcomes are unchanged too, gets the rows it got then."""
+        live = self.live(ctx) if self.live is not None else None
+        if not has_path_constraint(ctx):
+            yield from self._scan_wire(ctx, encoder, live, [])
+            return
+        shape = (path_constraints(ctx), encoder.key)
+        kept = self.answers.get(shape)
+        if kept is not None:
+            again = self._again(ctx, kept, live)
+            if again is not None:
+                yield from again
+                return
+        sent: list[_Sent] = []
+        yield from self._scan_wire(ctx, encoder, live, sent)
+        if all(s is not None for s in sent):  # a whole answer, every file cached: kept
+            self.answers.put(shape, tuple(sent), weight=max(1, sum(len(s.rows) for s in sent)))
 
+    def _again(self, ctx: QueryContext, kept: tuple[_Sent, ...],
+               live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
+        """The kept answer's files and rows if the query names the same files, each the same version
+        with the same live outcomes; else None (the query is answered afresh)."""
+        out: list[tuple[str, tuple[bytes, ...]]] = []
+        n = len(kept)
+        for i, req in enumerate(self._requests(ctx)):
+            if i >= n:
+                return None
+            was = kept[i]
+            if req.path != was.path or req.explicit != was.explicit:
+                return None
+            try:
+                st = os.stat(req.path)
+            except (OSError, ValueError):
+                return None
+            if FileKey.of(req.path, st) != was.key:
+                return None
+            if was.specs and (live is None or not live.unchanged(was.specs, was.outcomes)):
+                return None
+            out.append((was.path, was.rows))
+        return out if len(out) == n else None
+
+    def _scan_wire(self, ctx: QueryContext, encoder: RowEncoder, live: LiveColumns | None,
+                   sent: list[_Sent | None]) -> Iterator[tuple[str, tuple[bytes, ...]]]:
         need = self.parts_for(ctx) if self.parts_for is not None else frozenset()
         finish = self.finisher(ctx) if self.finisher is not None else None
-        live = self.live(ctx) if self.live is not None else None
         live_names = [n for n in encoder.names if n in self.live_columns] if live is not None else []
         static_names = [n for n in encoder.names if n not in self.live_columns]
         whole = not live_names or live is None
         #: the encoded live columns of each outcome met in this query (many rows name the same dylib)
         live_pairs: dict[Hashable, Pairs] = {}
         for req in self._requests(ctx):
-            entry = self._entry(req, need)
+            entry, key = self._entry_and_key(req, need)
             static = entry.wire.get(encoder.key)
             if static is None:
                 # Without live columns these are the whole rows, and the answer shares them (one copy
@@ -230,13 +296,14 @@ class MachOScanner:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
             if whole:
+                sent.append(_Sent(req.path, req.explicit, key, (), (), static) if key else None)
                 yield req.path, static
                 continue
             assert live is not None
             specs = self._specs(req.path, entry, need, live)
             outcomes = tuple(live.outcome(spec) for _, spec in specs)
-            key = (encoder.key, outcomes)
-            out = entry.live_wire.get(key)
+            wkey = (encoder.key, outcomes)
+            out = entry.live_wire.get(wkey)
             if out is None:
                 rows = list(static)
                 for (i, _), outcome in zip(specs, outcomes, strict=True):
@@ -248,7 +315,8 @@ class MachOScanner:
                 out = tuple(rows)
                 if len(entry.live_wire) >= WIRE_SETS:
                     entry.live_wire.pop(next(iter(entry.live_wire)))
-                entry.live_wire[key] = out
+                entry.live_wire[wkey] = out
+            sent.append(_Sent(req.path, req.explicit, key, specs, outcomes, out) if key else None)
             yield req.path, out
 
     def _static(self, path: str, entry: FileEntry, need: frozenset[str], finish: Callable[[Row], Row] | None,
@@ -276,6 +344,10 @@ class MachOScanner:
         return specs
 
     def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
+        return self._entry_and_key(req, need)[0]
+
+    def _entry_and_key(self, req: PathRequest, need: frozenset[str]) -> tuple[FileEntry, FileKey | None]:
+        """The file's entry, and the version it stands for (None when the file could not be read)."""
         from ..formats.macho.model import MachOError
 
         try:
@@ -284,13 +356,14 @@ class MachOScanner:
             st = None  # FileSource says why
         cached: FileEntry | None = None
         if st is not None:
-            cached = self.cache.get((FileKey.of(req.path, st), req.explicit))
+            key = FileKey.of(req.path, st)
+            cached = self.cache.get((key, req.explicit))
             if cached is not None and (cached.parsed is not None or need <= cached.parts):
-                return cached
+                return cached, key
         try:
             src = FileSource(req.path, max_size=MAX_MACHO_SIZE, pre=st)
         except FileProblem as exc:
-            return FileEntry((error_row(req.path, str(exc)),), need)
+            return FileEntry((error_row(req.path, str(exc)),), need), None
         if cached is not None and st is not None and src.key != FileKey.of(req.path, st):
             cached = None  # replaced between stat and open
         parsed: ParsedFile | None = None
@@ -315,7 +388,7 @@ class MachOScanner:
                         parts = todo | (cached.parts if cached else frozenset())
                         parsed = None
             except FileProblem as exc:  # the file shrank or vanished mid-read: not cached
-                return FileEntry((error_row(req.path, str(exc)),), need)
+                return FileEntry((error_row(req.path, str(exc)),), need), None
             except (MachOError, ValueError, OverflowError, MemoryError) as exc:
                 rows, parts, parsed = (error_row(req.path, f"cannot parse: {exc}"),), need, None
         for part, more in self.implied.items():
@@ -324,10 +397,11 @@ class MachOScanner:
         entry = FileEntry(rows, parts, parsed)
         weight = len(rows) if rows is not None else sum(len(sl.commands) or 1 for sl in parsed.slices) + 1  # type: ignore[union-attr]
         self.cache.put((src.key, req.explicit), entry, weight=max(1, weight))
-        return entry
+        return entry, src.key
 
     def clear(self) -> None:
         self.cache.clear()
+        self.answers.clear()
 
 
 #: Parsed files, shared by both Mach-O tables (a join of the two parses each file once). Kept

@@ -6,6 +6,7 @@ load-command area, so it can run over whole directories on a schedule.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -13,6 +14,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 
+from ..formats.macho import constants as C
+from ..formats.macho.resolve import (
+    bundle_main_executable,
+    in_shared_cache_path,
+    needs_fallbacks,
+    physical_path,
+    plan_dylib,
+)
 from ..host.cache import BoundedCache
 from ..host.files import FileProblem, FileSource
 from ._macho import MachOScanner, ParsedFile
@@ -46,7 +55,6 @@ def details_json(cmd_name: str, data: dict | None) -> str | None:
 
 def _build(sl: MachOSlice) -> tuple[str | None, str | None]:
     """(sdk, platform) of a slice, LC_BUILD_VERSION winning over LC_VERSION_MIN_*."""
-    from ..formats.macho import constants as C
 
     build = sl.first(C.LC_BUILD_VERSION)
     if build is not None and build.data:
@@ -70,6 +78,10 @@ def link_flags(kind: str, data: dict | None) -> str:
 DETAILS = "details"
 
 
+#: needs_fallbacks for the few (sdk, platform) pairs a walk meets
+_needs_fallbacks = functools.lru_cache(maxsize=256)(needs_fallbacks)
+
+
 def _rpaths(sl: MachOSlice) -> tuple[str, ...]:
     return tuple(c.name for c in sl.commands if c.cmd_name == "LC_RPATH" and c.name)
 
@@ -77,12 +89,10 @@ def _rpaths(sl: MachOSlice) -> tuple[str, ...]:
 def slice_specs(path: str, sl: MachOSlice) -> dict[int, Spec]:
     """The Spec of each of a slice's dylib commands, by position: what its resolution depends on
     besides the file system and the bundle."""
-    from ..formats.macho import constants as C
-    from ..formats.macho.resolve import needs_fallbacks
 
     rpaths = _rpaths(sl)
     sdk, platform = _build(sl)
-    fallbacks = needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
+    fallbacks = _needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
     arch = sl.ref.arch
     return {i: (cmd.name, path, rpaths, fallbacks, arch) for i, cmd in enumerate(sl.commands)
             if cmd.cmd_name in DYLIB_COMMANDS and cmd.name}
@@ -151,47 +161,54 @@ _GETTERS: dict[str, _Getter] = {
     "details": lambda c, k, r: details_json(k, c.data),
     "error": lambda c, k, r: None,
 }
-#: Encoded values one query keeps for reuse (command names, small numbers, common install names).
-_MEMO_LIMIT = 50_000
+#: Columns whose values repeat across commands and files (their encoded pairs are kept per query).
+_REPEATED = frozenset({"cmd_index", "cmd", "cmd_size", "name", "compatibility_version", "current_version", "weak",
+                       "link_flags", "rpath_index"})
+#: Encoded pairs one query keeps for reuse, per column.
+_MEMO_LIMIT = 20_000
 
 
 class LoadCommandRows:
     """This table's rows from a file's parse (see _macho.ParseRows): dicts for in-process queries,
-    and for the extension the encoded pairs built straight from the load commands, each repeated
-    value (a command name, an index, an install name) encoded once per query."""
+    and for the extension the rows encoded straight from the load commands, each repeated pair (a
+    command name, an index, an install name) encoded once per query."""
 
     rows = staticmethod(rows_for)
 
     def wire(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...] | None:
         if not _clean(parsed):
             return None  # error rows take the general encoder
-        memo: dict[object, bytes] = encoder.memo
-        if len(memo) > _MEMO_LIMIT:
-            memo.clear()
         text = encoder.text
+        memos: dict[object, bytes] = encoder.memo
+        columns = []
+        for n in names:
+            if n in _GETTERS and n != "error":
+                memo = memos.setdefault(n, {}) if n in _REPEATED else None  # type: ignore[arg-type]
+                if memo is not None and len(memo) > _MEMO_LIMIT:
+                    memo.clear()
+                columns.append((text(n), _GETTERS[n], memo))
         per_slice = [n for n in names if n in ("path", "directory", "arch")]
-        getters = [(text(n), _GETTERS[n]) for n in names if n in _GETTERS]
         row = encoder.map_bytes
         out: list[bytes] = []
         try:
             for sl in parsed.slices:
                 values = {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch}
-                head = [b"".join((text(n), text(values[n]))) for n in per_slice]
-                base = len(head)
+                head = b"".join(text(n) + text(values[n]) for n in per_slice)
                 rpaths = _rpaths(sl)
                 for cmd in sl.commands:
                     kind = cmd.cmd_name
-                    parts = list(head)
-                    for key, get in getters:
+                    parts = [head]
+                    for key, get, memo in columns:
                         value = get(cmd, kind, rpaths)
                         if value is None:
                             continue
-                        data = memo.get(value)
-                        if data is None:
-                            data = text(value if type(value) is str else str(value))
-                            memo[value] = data
-                        parts += (key, data)
-                    out.append(row(base + (len(parts) - base) // 2, b"".join(parts)))
+                        pair = memo.get(value) if memo is not None else None  # type: ignore[attr-defined]
+                        if pair is None:
+                            pair = key + text(value if type(value) is str else str(value))
+                            if memo is not None:
+                                memo[value] = pair  # type: ignore[index]
+                        parts.append(pair)
+                    out.append(row(len(per_slice) + len(parts) - 1, b"".join(parts)))
         except UnicodeEncodeError:
             return None  # a name holding undecodable bytes: the general encoder escapes and notes it
         return tuple(out)
@@ -233,17 +250,13 @@ class Resolver:
     planted after one query is seen by the next."""
 
     def __init__(self, ctx: QueryContext) -> None:
-        from ..formats.macho.resolve import bundle_main_executable, physical_path, plan_dylib
-
-        self._bundle_main_executable = bundle_main_executable
-        self._physical_path = physical_path
-        self._plan_dylib = plan_dylib
         self.want = frozenset(c for c in _RESOLVED if ctx.uses(c))
         self.known: dict[str, bool] = {}
         self.real: dict[str, str] = {}
         self.heads: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
         self.plans: dict[Hashable, Plan] = {}
         self.outcomes: dict[Hashable, Outcome] = {}
+        self.rechecked: dict[Hashable, bool] = {}
 
     def exists(self, path: str) -> bool:
         hit = self.known.get(path)
@@ -261,7 +274,7 @@ class Resolver:
         """The main executable of the bundle holding `path`, with its LC_RPATHs for `arch`."""
         key = (os.path.dirname(path), arch)
         if key not in self.heads:
-            exe = self._bundle_main_executable(path)
+            exe = bundle_main_executable(path)
             self.heads[key] = None if exe is None else (exe, main_rpaths(exe, arch))
         return self.heads[key]
 
@@ -282,7 +295,7 @@ class Resolver:
         top = self.head(loader_path, arch)
         executable_path: str | None = None
         stack: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        if top is not None and self._physical_path(top[0]) != self._physical_path(loader_path):
+        if top is not None and physical_path(top[0]) != physical_path(loader_path):
             executable_path, stack = top[0], (top,)
         return ("chain", name, loader_path, rpaths, fallbacks, executable_path, stack)
 
@@ -321,18 +334,35 @@ class Resolver:
         self.outcomes[key[1] if key[0] == "symlinks" else key] = result  # type: ignore[index]
         return result
 
+    def unchanged(self, specs: Sequence[tuple[int, Hashable]], outcomes: Sequence[Hashable]) -> bool:
+        """Whether the specs' outcomes now are `outcomes`. An absolute or @loader_path plan is the same
+        for its spec whatever the file system, so its outcome is re-checked once per query by key;
+        the others (they depend on the bundle's main executable) are worked out again."""
+        rechecked = self.rechecked
+        for (_, spec), was in zip(specs, outcomes, strict=True):
+            key = was[0]  # type: ignore[index]
+            if key[0] == "absolute" or key[0] == "loader":
+                same = rechecked.get(was)
+                if same is None:
+                    same = rechecked[was] = self.outcome(spec) == was
+            else:
+                same = self.outcome(spec) == was
+            if not same:
+                return False
+        return True
+
     def _planned(self, key: Hashable, realpath: Callable[[str], str]) -> Plan:
         """The plan a key (from plan_key) stands for."""
         kind = key[0]  # type: ignore[index]
         if kind == "absolute":  # the loader plays no part
             _, name, fallbacks = key  # type: ignore[misc]
-            return self._plan_dylib(name, loader_path="/", rpaths=(), realpath=realpath, fallbacks=fallbacks)
+            return plan_dylib(name, loader_path="/", rpaths=(), realpath=realpath, fallbacks=fallbacks)
         if kind == "loader":  # only the loader's directory does
             _, name, directory, fallbacks = key  # type: ignore[misc]
-            return self._plan_dylib(name, loader_path=os.path.join(directory, "-"), rpaths=(), realpath=realpath,
+            return plan_dylib(name, loader_path=os.path.join(directory, "-"), rpaths=(), realpath=realpath,
                                     fallbacks=fallbacks)
         _, name, loader_path, rpaths, fallbacks, executable_path, stack = key  # type: ignore[misc]
-        return self._plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
+        return plan_dylib(name, loader_path=loader_path, rpaths=rpaths, executable_path=executable_path,
                                 rpath_stack=stack, realpath=realpath, fallbacks=fallbacks)
 
     def _plan(self, key: Hashable) -> Plan:
@@ -379,7 +409,7 @@ class RootedResolver(Resolver):
     def head(self, path: str, arch: str) -> tuple[str, tuple[str, ...]] | None:
         key = (os.path.dirname(path), arch)
         if key not in self.heads:
-            exe = self._bundle_main_executable(self.root + path)
+            exe = bundle_main_executable(self.root + path)
             self.heads[key] = None if exe is None else (self._strip(exe), main_rpaths(exe, arch))
         return self.heads[key]
 
@@ -405,8 +435,6 @@ def _json_text(text: str) -> str:
 
 def resolution_columns(res: Resolution, want: frozenset[str] = frozenset(_RESOLVED)) -> Row:
     """The resolution columns of one dylib row (those in `want`)."""
-    from ..formats.macho.resolve import in_shared_cache_path
-
     found = res.exists
     out: Row = {}
     if "resolved_path" in want:
