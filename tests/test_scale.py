@@ -123,7 +123,7 @@ def test_repeated_query_reuses_the_encoded_rows_and_resolution_stays_live(tmp_pa
     ctx = _ctx(str(exe), ["path", "cmd", "name", "resolved_exists"])
     enc = RowEncoder(type(table), ctx)
     first = _decode(list(table.generate_wire(ctx, enc))[0][1])
-    (entry,) = [e for e in macho_load_commands.SCANNER.cache._data.values()]
+    (entry,) = macho_load_commands.SCANNER.cache.values()
     pairs = entry.wire[enc.key]
     (tmp_path / "libplanted.dylib").write_bytes(b"x")  # planted after the first query
     second = _decode(list(table.generate_wire(ctx, RowEncoder(type(table), ctx)))[0][1])

@@ -23,33 +23,33 @@ class BoundedCache(Generic[V]):
         self.max_entries = max_entries
         self.max_weight = max_weight
         self.weight = 0
-        self._weights: dict[Hashable, int] = {}
-        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        #: key -> (value, weight): one dict entry per cached item (tens of thousands of them)
+        self._data: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is None:
+            item = self._data.get(key)
+            if item is None:
                 self.misses += 1
                 return None
             self._data.move_to_end(key)
             self.hits += 1
-            return value
+            return item[0]
 
     def put(self, key: Hashable, value: V, weight: int = 1) -> None:
         if self.max_entries <= 0 or (self.max_weight is not None and weight > self.max_weight):
             return
         with self._lock:
-            self.weight += weight - self._weights.get(key, 0)
-            self._weights[key] = weight
-            self._data[key] = value
+            old = self._data.get(key)
+            self.weight += weight - (old[1] if old is not None else 0)
+            self._data[key] = (value, weight)
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries or (self.max_weight is not None and self.weight > self.max_weight):
-                old, _ = self._data.popitem(last=False)
-                self.weight -= self._weights.pop(old, 0)
+                _, (_, dropped) = self._data.popitem(last=False)
+                self.weight -= dropped
 
     def get_or_compute(self, key: Hashable | None, compute: Callable[[], V]) -> V:
         if key is None:
@@ -60,10 +60,17 @@ class BoundedCache(Generic[V]):
             self.put(key, value)
         return value
 
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._data)
+
+    def values(self) -> list[V]:
+        with self._lock:
+            return [v for v, _ in self._data.values()]
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
-            self._weights.clear()
             self.weight = 0
             self.hits = self.misses = 0
 

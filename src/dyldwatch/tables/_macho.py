@@ -142,10 +142,10 @@ class FileEntry:
     parsed: ParsedFile | None = None
     #: (row index, live spec) of the rows with live columns, worked out once per file version
     specs: tuple[tuple[int, Hashable], ...] | None = None
-    #: per column set: the encoded rows without their live columns
-    wire: dict[frozenset[str], tuple[bytes, ...]] = field(default_factory=dict)
+    #: per column set: the encoded rows without their live columns (a dict once the first is kept)
+    wire: dict[frozenset[str], tuple[bytes, ...]] | None = None
     #: whole encoded rows with their live columns, per (column set, live outcomes of every row)
-    live_wire: dict[Hashable, tuple[bytes, ...]] = field(default_factory=dict)
+    live_wire: dict[Hashable, tuple[bytes, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +161,35 @@ class _Sent:
     rows: tuple[bytes, ...]
 
 
-#: Answers kept per scanner (a schedule repeats a handful of query shapes), and the rows they may
-#: hold in all: the rows are the cached files' own bytes, so keeping them costs references only.
+#: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
+#: hold. Their rows are the cached files' own bytes while those stay cached; an answer larger than
+#: this would keep rows alive past the file cache's bound, so it is not kept (its files still are).
 ANSWERS = 8
-ANSWER_ROWS = 50_000
+ANSWER_BYTES = 4 << 20
+#: Bytes a kept row costs besides its encoding (the bytes object, its slot in the answer).
+_ROW_OVERHEAD = 48
+
+
+class _Recording:
+    """The answer being sent, recorded for a repeat until it proves too large or not reusable."""
+
+    __slots__ = ("files", "size", "on")
+
+    def __init__(self, on: bool = True) -> None:
+        self.files: list[_Sent] = []
+        self.size = 0
+        self.on = on
+
+    def add(self, path: str, explicit: bool, key: FileKey | None, specs: tuple[tuple[int, Hashable], ...],
+            outcomes: tuple[Hashable, ...], rows: tuple[bytes, ...]) -> None:
+        if not self.on:
+            return
+        self.size += sum(map(len, rows)) + _ROW_OVERHEAD * len(rows)
+        if key is None or self.size > ANSWER_BYTES:  # a file that could not be read, or too much
+            self.on = False
+            self.files = []
+            return
+        self.files.append(_Sent(path, explicit, key, specs, outcomes, rows))
 
 
 class MachOScanner:
@@ -195,7 +220,7 @@ class MachOScanner:
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
         #: the last answers by (files named, columns read): a repeated query over unchanged files
         #: re-checks each file's version and each live outcome, and sends the rows again as they are
-        self.answers: BoundedCache[tuple[_Sent, ...]] = BoundedCache(ANSWERS, max_weight=ANSWER_ROWS)
+        self.answers: BoundedCache[tuple[_Sent, ...]] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
@@ -239,7 +264,7 @@ class MachOScanner:
         unchanged, whose live outcomes are unchanged too, gets the rows it got then."""
         live = self.live(ctx) if self.live is not None else None
         if not has_path_constraint(ctx):
-            yield from self._scan_wire(ctx, encoder, live, [])
+            yield from self._scan_wire(ctx, encoder, live, _Recording(on=False))
             return
         shape = (path_constraints(ctx), encoder.key)
         kept = self.answers.get(shape)
@@ -248,10 +273,10 @@ class MachOScanner:
             if again is not None:
                 yield from again
                 return
-        sent: list[_Sent] = []
+        sent = _Recording()
         yield from self._scan_wire(ctx, encoder, live, sent)
-        if all(s is not None for s in sent):  # a whole answer, every file cached: kept
-            self.answers.put(shape, tuple(sent), weight=max(1, sum(len(s.rows) for s in sent)))
+        if sent.on:  # the whole answer went out (a cut one never gets here), every file read
+            self.answers.put(shape, tuple(sent.files), weight=max(1, sent.size))
 
     def _again(self, ctx: QueryContext, kept: tuple[_Sent, ...],
                live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
@@ -277,7 +302,7 @@ class MachOScanner:
         return out if len(out) == n else None
 
     def _scan_wire(self, ctx: QueryContext, encoder: RowEncoder, live: LiveColumns | None,
-                   sent: list[_Sent | None]) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+                   sent: _Recording) -> Iterator[tuple[str, tuple[bytes, ...]]]:
         need = self.parts_for(ctx) if self.parts_for is not None else frozenset()
         finish = self.finisher(ctx) if self.finisher is not None else None
         live_names = [n for n in encoder.names if n in self.live_columns] if live is not None else []
@@ -287,6 +312,8 @@ class MachOScanner:
         live_pairs: dict[Hashable, Pairs] = {}
         for req in self._requests(ctx):
             entry, key = self._entry_and_key(req, need)
+            if entry.wire is None:
+                entry.wire = {}
             static = entry.wire.get(encoder.key)
             if static is None:
                 # Without live columns these are the whole rows, and the answer shares them (one copy
@@ -296,13 +323,15 @@ class MachOScanner:
                     entry.wire.pop(next(iter(entry.wire)))
                 entry.wire[encoder.key] = static
             if whole:
-                sent.append(_Sent(req.path, req.explicit, key, (), (), static) if key else None)
+                sent.add(req.path, req.explicit, key, (), (), static)
                 yield req.path, static
                 continue
             assert live is not None
             specs = self._specs(req.path, entry, need, live)
             outcomes = tuple(live.outcome(spec) for _, spec in specs)
             wkey = (encoder.key, outcomes)
+            if entry.live_wire is None:
+                entry.live_wire = {}
             out = entry.live_wire.get(wkey)
             if out is None:
                 rows = list(static)
@@ -316,7 +345,7 @@ class MachOScanner:
                 if len(entry.live_wire) >= WIRE_SETS:
                     entry.live_wire.pop(next(iter(entry.live_wire)))
                 entry.live_wire[wkey] = out
-            sent.append(_Sent(req.path, req.explicit, key, specs, outcomes, out) if key else None)
+            sent.add(req.path, req.explicit, key, specs, outcomes, out)
             yield req.path, out
 
     def _static(self, path: str, entry: FileEntry, need: frozenset[str], finish: Callable[[Row], Row] | None,
@@ -543,6 +572,21 @@ def header_row(src: FileSource, sl: MachOSlice) -> Row:
     }
 
 
+#: Problem sets as rows keep them, one shared (never mutated) dict per distinct set: nearly every
+#: cached row has the same few.
+_PROBLEM_SETS: dict[tuple[tuple[str, tuple[str, ...]], ...], dict[str, tuple[str, ...]]] = {}
+
+
+def _shared(problems: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    key = tuple(sorted(problems.items()))
+    hit = _PROBLEM_SETS.get(key)
+    if hit is None:
+        if len(_PROBLEM_SETS) > 4096:  # distinct problem texts name offsets: keep the common ones only
+            _PROBLEM_SETS.clear()
+        hit = _PROBLEM_SETS[key] = problems
+    return hit
+
+
 def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS, prior: Row | None = None) -> Row:
     """A slice's row with `parts` computed on top of `prior` (the same slice's earlier row), as cached:
     problems kept per part until finish_row picks those a query needs."""
@@ -556,7 +600,7 @@ def slice_row(src: FileSource, sl: MachOSlice, parts: frozenset[str] = ALL_PARTS
         problems[part] = found
         if part == "signature":  # a light query's `error` names what made the signature invalid
             problems["signing"] = found if cols.get("signature_type") == "invalid" else ()
-    row[_PROBLEMS] = problems
+    row[_PROBLEMS] = _shared(problems)
     return row
 
 
