@@ -128,9 +128,9 @@ def test_a_shared_plan_still_resolves_each_loader_in_its_own_directory(tmp_path:
         "path": b, "name": "@loader_path/libsib.dylib", "resolved_path": str(tmp_path / "b" / "libsib.dylib"),
         "resolved_exists": "1"}
     assert rows[(a, "/opt/shared/libcommon.dylib")]["resolved_path"] == "/opt/shared/libcommon.dylib"
-    keys = [k for k in lc.PLANS.keys() if k[0] == "absolute" and k[1] == "/opt/shared/libcommon.dylib"]
+    keys = [k for k in lc.PLANS if k[0] == "absolute" and k[1] == "/opt/shared/libcommon.dylib"]
     assert len(keys) == 1  # one plan served both files
-    assert len([k for k in lc.PLANS.keys() if k[0] == "loader" and k[1] == "@loader_path/libsib.dylib"]) == 2
+    assert len([k for k in lc.PLANS if k[0] == "loader" and k[1] == "@loader_path/libsib.dylib"]) == 2
 
 
 def test_a_dotdot_name_is_planned_against_the_file_system_of_each_query(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -60,9 +60,10 @@ class BoundedCache(Generic[V]):
             self.put(key, value)
         return value
 
-    def keys(self) -> list[Hashable]:
+    def __iter__(self) -> Iterator[Hashable]:
+        """The keys, oldest first (a snapshot)."""
         with self._lock:
-            return list(self._data)
+            return iter(list(self._data))
 
     def values(self) -> list[V]:
         with self._lock:
