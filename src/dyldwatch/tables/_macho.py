@@ -19,8 +19,9 @@ import os
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from ..formats.macho.model import MachOError
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
 from ..host.paths import PathRequest, expand_paths
@@ -55,8 +56,7 @@ class ParsedFile:
 
 def parse_file(src: FileSource) -> ParsedFile:
     """Slices and load commands of an open file; a malformed file yields what parsed plus an error."""
-    from ..formats.macho.loadcommands import read_load_commands, read_slices
-    from ..formats.macho.model import MachOError
+    from ..formats.macho.loadcommands import read_load_commands, read_slices  # the parser loads at first use
 
     slices: list[MachOSlice] = []
     try:
@@ -148,8 +148,7 @@ class FileEntry:
     live_wire: dict[Hashable, tuple[bytes, ...]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Sent:
+class _Sent(NamedTuple):
     """One file of a kept answer: how it was named, its version, its live specs and their
     outcomes then, and the rows sent."""
 
@@ -377,8 +376,6 @@ class MachOScanner:
 
     def _entry_and_key(self, req: PathRequest, need: frozenset[str]) -> tuple[FileEntry, FileKey | None]:
         """The file's entry, and the version it stands for (None when the file could not be read)."""
-        from ..formats.macho.model import MachOError
-
         try:
             st: os.stat_result | None = os.stat(req.path)
         except (OSError, ValueError):
@@ -521,7 +518,6 @@ def parts_for(ctx: QueryContext) -> frozenset[str]:
 def part_columns(src: FileSource, sl: MachOSlice, part: str) -> tuple[Row, tuple[str, ...]]:
     """One part's columns of one slice, and the problems met computing them."""
     from ..formats.macho.analysis import analyze_slice
-    from ..formats.macho.model import MachOError
 
     try:
         a = analyze_slice(src, sl, ("signature",) if part == "signing" else (part,))

@@ -7,6 +7,7 @@ load-command area, so it can run over whole directories on a schedule.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -88,14 +89,23 @@ def _rpaths(sl: MachOSlice) -> tuple[str, ...]:
 
 def slice_specs(path: str, sl: MachOSlice) -> dict[int, Spec]:
     """The Spec of each of a slice's dylib commands, by position: what its resolution depends on
-    besides the file system and the bundle."""
-
-    rpaths = _rpaths(sl)
+    besides the file system and the bundle. One pass over the commands (every walk pays it)."""
+    dylibs: list[tuple[int, str]] = []
+    rpaths: list[str] = []
+    for i, cmd in enumerate(sl.commands):
+        kind = cmd.cmd_name
+        if kind in DYLIB_COMMANDS:
+            if cmd.name:
+                dylibs.append((i, cmd.name))
+        elif kind == "LC_RPATH" and cmd.name:
+            rpaths.append(cmd.name)
+    if not dylibs:
+        return {}
     sdk, platform = _build(sl)
     fallbacks = _needs_fallbacks(sdk, platform) and sl.header.filetype != C.MH_OBJECT
     arch = sl.ref.arch
-    return {i: (cmd.name, path, rpaths, fallbacks, arch) for i, cmd in enumerate(sl.commands)
-            if cmd.cmd_name in DYLIB_COMMANDS and cmd.name}
+    stack = tuple(rpaths)
+    return {i: (name, path, stack, fallbacks, arch) for i, name in dylibs}
 
 
 def slice_rows(path: str, sl: MachOSlice, details: bool = False) -> Iterator[Row]:
@@ -168,6 +178,77 @@ _REPEATED = frozenset({"cmd_index", "cmd", "cmd_size", "name", "compatibility_ve
 _MEMO_LIMIT = 20_000
 
 
+_PER_SLICE = ("path", "directory", "arch")
+#: Columns that are a command's own parsed fields (what detection queries read): encoded through
+#: one memo of whole runs of pairs, keyed by the fields' values.
+_OWN_FIELDS = {"cmd": "cmd_name", "cmd_size": "cmd_size", "name": "name",
+               "compatibility_version": "compatibility_version", "current_version": "current_version",
+               "weak": "weak"}
+_FIELDS = frozenset({*_PER_SLICE, "cmd_index", *_OWN_FIELDS})
+
+
+def _head(path: str, sl: MachOSlice, names: Sequence[str], text: Callable[[str], bytes]) -> bytes:
+    """The encoded pairs every row of a slice starts with (path, directory, arch as asked)."""
+    values = {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch}
+    return b"".join(text(n) + text(values[n]) for n in names)
+
+
+def _wire_fields(path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
+    """Rows made of the slice's head, the command's index and a run of pairs for its own fields;
+    a walk meets few distinct runs (LC_SEGMENT_64 __TEXT, LC_LOAD_DYLIB libSystem …), each encoded
+    once per query."""
+    text = encoder.text
+    own = tuple(n for n in names if n in _OWN_FIELDS)
+    memo: dict[tuple, tuple[int, bytes]] = encoder.memo.setdefault(("fields", own), {})  # type: ignore[assignment]
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    # (cmd_name, *own fields): cmd_name decides whether `name` is shown
+    fields = operator.attrgetter("cmd_name", *(_OWN_FIELDS[n] for n in own)) if own else _no_fields
+    indexes: list[bytes] = encoder.memo.setdefault("cmd_index", [])  # type: ignore[assignment]
+    want_index = "cmd_index" in names
+    per_slice = [n for n in names if n in _PER_SLICE]
+    nhead = len(per_slice) + want_index
+    headers = [encoder.map_bytes(n, b"") for n in range(nhead + len(own) + 1)]
+    out: list[bytes] = []
+    join = b"".join
+    for sl in parsed.slices:
+        head = _head(path, sl, per_slice, text)
+        for cmd in sl.commands:
+            values = fields(cmd)
+            run = memo.get(values)
+            if run is None:
+                run = memo[values] = _own_run(own, values, text)
+            if want_index:
+                i = cmd.index
+                while len(indexes) <= i:
+                    indexes.append(text("cmd_index") + text(str(len(indexes))))
+                out.append(join((headers[nhead + run[0]], head, indexes[i], run[1])))
+            else:
+                out.append(join((headers[nhead + run[0]], head, run[1])))
+    return tuple(out)
+
+
+def _no_fields(cmd: LoadCommand) -> tuple:
+    return ()
+
+
+def _own_run(own: Sequence[str], values: tuple, text: Callable[[str], bytes]) -> tuple[int, bytes]:
+    """(pairs, bytes) for a command's own fields: `values` is (cmd_name, *fields in `own` order)."""
+    if not own:
+        return 0, b""
+    kind = values[0]
+    parts: list[bytes] = []
+    for name, value in zip(own, values[1:], strict=True):
+        if name == "name" and kind not in NAMED_COMMANDS:
+            continue
+        if name == "weak":
+            value = 1 if value else 0
+        if value is None:
+            continue
+        parts.append(text(name) + text(value if type(value) is str else str(value)))
+    return len(parts), b"".join(parts)
+
+
 class LoadCommandRows:
     """This table's rows from a file's parse (see _macho.ParseRows): dicts for in-process queries,
     and for the extension the rows encoded straight from the load commands, each repeated pair (a
@@ -178,6 +259,14 @@ class LoadCommandRows:
     def wire(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...] | None:
         if not _clean(parsed):
             return None  # error rows take the general encoder
+        try:
+            if _FIELDS.issuperset(names):
+                return _wire_fields(path, parsed, names, encoder)
+            return self._wire_any(path, parsed, names, encoder)
+        except UnicodeEncodeError:
+            return None  # a name holding undecodable bytes: the general encoder escapes and notes it
+
+    def _wire_any(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
         text = encoder.text
         memos: dict[object, bytes] = encoder.memo
         columns = []
@@ -187,30 +276,26 @@ class LoadCommandRows:
                 if memo is not None and len(memo) > _MEMO_LIMIT:
                     memo.clear()
                 columns.append((text(n), _GETTERS[n], memo))
-        per_slice = [n for n in names if n in ("path", "directory", "arch")]
+        per_slice = [n for n in names if n in _PER_SLICE]
         row = encoder.map_bytes
         out: list[bytes] = []
-        try:
-            for sl in parsed.slices:
-                values = {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch}
-                head = b"".join(text(n) + text(values[n]) for n in per_slice)
-                rpaths = _rpaths(sl)
-                for cmd in sl.commands:
-                    kind = cmd.cmd_name
-                    parts = [head]
-                    for key, get, memo in columns:
-                        value = get(cmd, kind, rpaths)
-                        if value is None:
-                            continue
-                        pair = memo.get(value) if memo is not None else None  # type: ignore[attr-defined]
-                        if pair is None:
-                            pair = key + text(value if type(value) is str else str(value))
-                            if memo is not None:
-                                memo[value] = pair  # type: ignore[index]
-                        parts.append(pair)
-                    out.append(row(len(per_slice) + len(parts) - 1, b"".join(parts)))
-        except UnicodeEncodeError:
-            return None  # a name holding undecodable bytes: the general encoder escapes and notes it
+        for sl in parsed.slices:
+            head = _head(path, sl, per_slice, text)
+            rpaths = _rpaths(sl)
+            for cmd in sl.commands:
+                kind = cmd.cmd_name
+                parts = [head]
+                for key, get, memo in columns:
+                    value = get(cmd, kind, rpaths)
+                    if value is None:
+                        continue
+                    pair = memo.get(value) if memo is not None else None  # type: ignore[attr-defined]
+                    if pair is None:
+                        pair = key + text(value if type(value) is str else str(value))
+                        if memo is not None:
+                            memo[value] = pair  # type: ignore[index]
+                    parts.append(pair)
+                out.append(row(len(per_slice) + len(parts) - 1, b"".join(parts)))
         return tuple(out)
 
     def specs(self, path: str, parsed: ParsedFile) -> tuple[tuple[int, Spec], ...] | None:

@@ -7,6 +7,7 @@ it is used; a malformed file raises MachOError naming the problem and its file o
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 
@@ -71,8 +72,10 @@ _LE = _Structs("<")
 _BE = _Structs(">")
 
 
+@functools.lru_cache(maxsize=4096)
 def version_string(v: int) -> str:
-    """A packed X.Y.Z version (xxxx.yy.zz nibbles, as dylib and platform versions use)."""
+    """A packed X.Y.Z version (xxxx.yy.zz nibbles, as dylib and platform versions use). Cached: a
+    walk meets the same few versions (libSystem's, 1.0.0) in most of its files."""
     return f"{v >> 16}.{(v >> 8) & 0xFF}.{v & 0xFF}"
 
 
