@@ -160,3 +160,25 @@ def test_budget_cuts_a_walk_that_yields_nothing(served) -> None:
     (row,) = resp.response
     assert row["path"] == "/data/%%" and "walk cut after 0 rows" in row["error"] and "0.5s" in row["error"]
     assert conn.generate("numbers", context()).status.code == 0  # the budget is per call
+
+
+def test_walking_threads_are_reused_and_a_busy_one_never_blocks_the_next_call() -> None:
+    from dyldwatch.extension.adapter import Workers
+
+    workers = Workers(keep=2)
+    seen: list[int] = []
+
+    def note() -> None:
+        seen.append(threading.get_ident())
+
+    for _ in range(3):
+        assert workers.run(note).wait(5)
+        time.sleep(0.01)  # the thread goes back to the idle list after setting its event
+    assert len(set(seen)) == 1  # one thread served the three calls
+    release = threading.Event()
+    stuck = workers.run(lambda: release.wait(5))  # a walk that does not return yet
+    assert not stuck.wait(0.05)
+    assert workers.run(note).wait(5)  # served by another thread meanwhile
+    assert seen[-1] != seen[0]  # the idle thread took the stuck walk; a new one served this call
+    release.set()
+    assert stuck.wait(5)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..tables.base import ContextError, Op, QueryContext, Table, TableUsageError
@@ -162,16 +163,52 @@ class TablePluginAdapter:
                 except Exception:
                     log.debug("%s: closing the generator failed", self.table.name, exc_info=True)
 
-        worker = threading.Thread(target=produce, name=f"generate-{self.table.name}", daemon=True)
-        worker.start()
-        worker.join(self.budget)
-        if worker.is_alive():
+        done = WORKERS.run(produce)
+        if not done.wait(self.budget):
             stop.set()
             out.cut = "time"
             return out
         if failure:
             raise failure[0]
         return out
+
+
+class Workers:
+    """Threads that walk for `generate`, kept between calls: starting a thread costs about as much as
+    answering a small query (osquery's joins make many). A walk cut by the budget keeps its thread
+    until it notices; the next call then takes another one, so a stuck walk never blocks a query."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._idle: list[queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]] = []
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[], None]) -> threading.Event:
+        """Start `work` on an idle thread (or a new one); the event is set when it has returned."""
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="generate", daemon=True).start()
+        done = threading.Event()
+        inbox.put((work, done))
+        return done
+
+    def _serve(self, inbox: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]]) -> None:
+        while True:
+            work, done = inbox.get()
+            try:
+                work()  # produce() keeps its own failures; nothing escapes
+            finally:
+                done.set()
+            with self._lock:
+                if len(self._idle) >= self.keep:
+                    return
+                self._idle.append(inbox)
+
+
+#: The walking threads of every table of this process.
+WORKERS = Workers()
 
 
 class _Answer:
