@@ -60,3 +60,40 @@ def test_an0057_walk_reads_strings_and_entropy_only_for_suspects(tmp_path: Path,
     (row,) = run.rows
     assert row["path"] == str(root / "helper") and row["text_entropy"] is not None and row["strings_count"] is not None
     assert sorted(read) == [f"_strings:{root / 'helper'}", f"_text:{root / 'helper'}"]
+
+
+def _stored_engine(platform: str, tables: dict[str, list[dict]]) -> Engine:
+    from dyldwatch.tables import load_table
+
+    sources = {}
+    for name, facts in tables_for(platform).items():
+        rows = tables.get(name, [])
+        sources[name] = StoredRows(facts, rows, load_table(name).row_keys if facts.ours else None)
+    return Engine(sources, now=NOW)
+
+
+def test_an0054_asks_the_extension_once_per_distinct_library(tmp_path: Path) -> None:
+    """A host where 60 processes map the same few non-system libraries (Electron helpers, a shared
+    plug-in): osquery must not call dylib_provenance once per process image."""
+    libs = [f"/Users/Shared/Vendor/lib{n}.dylib" for n in range(3)]
+    exe = "/Applications/Vendor.app/Contents/MacOS/Vendor"
+    procs = [{"pid": 1000 + n, "name": "Vendor", "path": exe, "uid": 501, "start_time": NOW - 86400}
+             for n in range(60)]
+    images = [{"pid": p["pid"], "path": path} for p in procs for path in [exe, *libs]]
+    provenance = [{"path": path, "directory": path.rsplit("/", 1)[0], "system_path": 0, "user_writable": 1,
+                   "writable_by": "alice (owner)", "uid": 501, "btime": NOW - 90 * 86400,
+                   "ctime": NOW - 90 * 86400, "quarantined": 0, "signature_type": "adhoc"} for path in libs]
+    provenance.append({"path": exe, "directory": exe.rsplit("/", 1)[0], "system_path": 0, "user_writable": 0,
+                       "uid": 0, "quarantined": 0, "signature_type": "certificate", "team_id": "ABCDE12345"})
+    engine = _stored_engine("darwin", {
+        "time": [{"unix_time": NOW}], "processes": procs, "process_images": images,
+        "dylib_provenance": provenance,
+        "macho_info": [{"path": exe, "directory": exe.rsplit("/", 1)[0], "arch": "arm64",
+                        "signature_type": "certificate", "team_id": "ABCDE12345"}]})
+    (pack,) = [p for p in load_packs() if p.id == "AN0054"]
+    (query,) = [q for q in pack.queries if q.name == "an0054_darwin_user_writable_images"]
+    run = engine.run(pack.render(query), interval=query.interval)
+    assert len(run.rows) == 60 * len(libs)  # every process and library still reported
+    assert {r["severity"] for r in run.rows} == {"medium"}  # a place other users share
+    assert run.calls["dylib_provenance"] <= len(libs) + 2  # once per library (+ the program's own origin)
+    assert run.calls["macho_info"] <= 2  # the program's signing, once
