@@ -163,12 +163,28 @@ class Extension:
                     resp.status.message, "walk cut after" in last, decode, len(data))
 
 
+def pin_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(the benchmark's CPUs, the extension's): on a machine with two or more, the extension gets the
+    last one to itself and the benchmark (the client and its baselines) the others, so neither is
+    moved between CPUs mid-measurement (unpinned, a call on this 2-vCPU VM varies by a third)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+BENCH_CPUS, EXTENSION_CPUS = pin_cpus()
+if BENCH_CPUS:
+    os.sched_setaffinity(0, BENCH_CPUS)
+
+
 @contextlib.contextmanager
 def extension(budget: float = 290.0) -> Iterator[Extension]:
     """A fresh extension process (cold table caches) with a generous generate budget."""
     # Not --verbose: osqueryd passes it only when it runs verbose itself.
     with tempfile.TemporaryDirectory() as tmp, running_extension(
-            tmp, interval=5, verbose=False, env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
+            tmp, interval=5, verbose=False, cpus=EXTENSION_CPUS,
+            env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
         uuid = manager.handler.registrations[-1].uuid
         ext = Extension(proc.pid, f"{manager.path}.{uuid}")
         try:

@@ -216,13 +216,16 @@ def extension_command(socket_path: str, *, timeout: float = 5, interval: float =
 
 @contextmanager
 def running_extension(tmp: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, umask: int = -1,
+                      cpus: set[int] | None = None,
                       **kw: Any) -> Iterator[tuple[FakeOsqueryd, subprocess.Popen[bytes], ExtensionConnection]]:
-    """A fake osqueryd, the extension autoloaded against it, and a connection to the extension."""
+    """A fake osqueryd, the extension autoloaded against it, and a connection to the extension
+    (kept on `cpus` when given, as the benchmarks do so the scheduler does not move it mid-call)."""
     manager = FakeOsqueryd(tmp)
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONPATH", str(ROOT / "src"))
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.Popen(extension_command(manager.path, **kw), env=full_env, umask=umask,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=pin)
     conn = None
     try:
         reg = manager.wait_registered()

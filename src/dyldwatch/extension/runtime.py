@@ -298,9 +298,9 @@ def run_extension(socket_path: str, timeout: float, interval: float, verbose: bo
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
                         format="dyldwatch[%(process)d] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("thrift").setLevel(logging.CRITICAL)
-    tune_collector()
     runtime = ExtensionRuntime(socket_path, timeout=timeout, interval=interval,
                                budget=budget if budget else budget_from_env())
+    tune_collector()  # after the tables' modules are loaded, so they are frozen too
     try:
         runtime.serve()
     except (ConnectionError, OSError) as exc:

@@ -160,6 +160,13 @@ class _Sent(NamedTuple):
     rows: tuple[bytes, ...]
 
 
+class _Kept(NamedTuple):
+    """An answer kept for a repeat: its files (what it depended on) and all its rows in order."""
+
+    files: tuple[_Sent, ...]
+    rows: tuple[bytes, ...]
+
+
 #: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
 #: hold. Their rows are the cached files' own bytes while those stay cached; an answer larger than
 #: this would keep rows alive past the file cache's bound, so it is not kept (its files still are).
@@ -219,7 +226,7 @@ class MachOScanner:
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
         #: the last answers by (files named, columns read): a repeated query over unchanged files
         #: re-checks each file's version and each live outcome, and sends the rows again as they are
-        self.answers: BoundedCache[tuple[_Sent, ...]] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
+        self.answers: BoundedCache[_Kept] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
@@ -275,30 +282,33 @@ class MachOScanner:
         sent = _Recording()
         yield from self._scan_wire(ctx, encoder, live, sent)
         if sent.on:  # the whole answer went out (a cut one never gets here), every file read
-            self.answers.put(shape, tuple(sent.files), weight=max(1, sent.size))
+            rows = tuple(r for f in sent.files for r in f.rows)
+            self.answers.put(shape, _Kept(tuple(sent.files), rows), weight=max(1, sent.size))
 
-    def _again(self, ctx: QueryContext, kept: tuple[_Sent, ...],
+    def _again(self, ctx: QueryContext, kept: _Kept,
                live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
-        """The kept answer's files and rows if the query names the same files, each the same version
-        with the same live outcomes; else None (the query is answered afresh)."""
-        out: list[tuple[str, tuple[bytes, ...]]] = []
-        n = len(kept)
+        """The kept answer's rows, as one piece, if the query names the same files, each the same
+        version with the same live outcomes; else None (the query is answered afresh)."""
+        files = kept.files
+        n = len(files)
+        i = -1
+        stat, of = os.stat, FileKey.of
         for i, req in enumerate(self._requests(ctx)):
             if i >= n:
                 return None
-            was = kept[i]
+            was = files[i]
             if req.path != was.path or req.explicit != was.explicit:
                 return None
             try:
-                st = os.stat(req.path)
+                if of(req.path, stat(req.path)) != was.key:
+                    return None
             except (OSError, ValueError):
-                return None
-            if FileKey.of(req.path, st) != was.key:
                 return None
             if was.specs and (live is None or not live.unchanged(was.specs, was.outcomes)):
                 return None
-            out.append((was.path, was.rows))
-        return out if len(out) == n else None
+        if i + 1 != n:
+            return None
+        return [(files[-1].path, kept.rows)] if n else []
 
     def _scan_wire(self, ctx: QueryContext, encoder: RowEncoder, live: LiveColumns | None,
                    sent: _Recording) -> Iterator[tuple[str, tuple[bytes, ...]]]:

@@ -425,15 +425,27 @@ class Resolver:
         the others (they depend on the bundle's main executable) are worked out again."""
         rechecked = self.rechecked
         for (_, spec), was in zip(specs, outcomes, strict=True):
-            key = was[0]  # type: ignore[index]
-            if key[0] == "absolute" or key[0] == "loader":
-                same = rechecked.get(was)
-                if same is None:
-                    same = rechecked[was] = self.outcome(spec) == was
-            else:
-                same = self.outcome(spec) == was
+            same = rechecked.get(was)
+            if same is None:
+                key = was[0]  # type: ignore[index]
+                if key[0] == "absolute" or key[0] == "loader":
+                    same = rechecked[was] = self._still(was)  # type: ignore[arg-type]
+                else:
+                    same = self.outcome(spec) == was
             if not same:
                 return False
+        return True
+
+    def _still(self, was: Outcome) -> bool:
+        """Whether a spec-independent plan's outcome is still `was` (its key names its plan)."""
+        key, found, real = was
+        plan = self.plans.get(key) or PLANS.get(key) or self._planned(key, self.realpath)
+        if plan.outcome(self.exists) != found:
+            return False
+        if found >= 0 and "resolved_realpath" in self.want:
+            hit = plan.candidates[found] if found < len(plan.candidates) else \
+                plan.fallbacks[found - len(plan.candidates)]
+            return self.realpath(hit.path) == real
         return True
 
     def _planned(self, key: Hashable, realpath: Callable[[str], str]) -> Plan:

@@ -211,13 +211,28 @@ def _seg_layouts(lc: LoadCommand, st: _Structs) -> tuple[struct.Struct, struct.S
     return (st.seg64, st.sect64, 72) if lc.cmd == C.LC_SEGMENT_64 else (st.seg32, st.sect32, 56)
 
 
+#: Segment names as the raw 16-byte field holds them: a handful of names fill every binary.
+_SEGNAMES: dict[bytes, str] = {}
+
+
 def _check_segment(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
     """The segment's name, and that its sections fit (the rest is decoded when `data` is read)."""
-    seg, sect, fixed = _seg_layouts(lc, st)
-    nsects = seg.unpack_from(buf, pos + 8)[7]
-    if fixed + nsects * sect.size > size:
+    if lc.cmd == C.LC_SEGMENT_64:
+        (nsects,) = st.u32.unpack_from(buf, pos + 64)  # segname[16], 4 u64, 2 vm_prot_t, then nsects
+        fixed, sect_size = 72, 80
+    else:
+        seg, sect, fixed = _seg_layouts(lc, st)
+        nsects = seg.unpack_from(buf, pos + 8)[7]
+        sect_size = sect.size
+    if fixed + nsects * sect_size > size:
         raise _Bad(f"{lc.cmd_name} claims {nsects} sections, more than its cmdsize {size} holds", pos)
-    lc.name = _cname(buf[pos + 8 : pos + 24])
+    raw = buf[pos + 8 : pos + 24]
+    name = _SEGNAMES.get(raw)
+    if name is None:
+        name = _cname(raw)
+        if len(_SEGNAMES) < 256:
+            _SEGNAMES[raw] = name
+    lc.name = name
 
 
 def _dec_segment(lc: LoadCommand, buf: bytes, pos: int, size: int, st: _Structs, is64: bool) -> None:
