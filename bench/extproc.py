@@ -142,18 +142,10 @@ class Extension:
 
     def generate(self, table: str, constraints: list[dict[str, Any]], cols: list[str] | None) -> Call:
         """One call exactly as osqueryd makes it (context JSON with colsUsed and its bitset)."""
-        doc: dict[str, Any] = {"constraints": constraints}
-        if cols is not None:
-            doc["colsUsed"] = cols
-            doc["colsUsedBitset"] = (1 << len(cols)) - 1
-        text = json.dumps(doc)
+        text = _context(constraints, cols)
         self.reset_peak()
         cpu0 = self.cpu()
-        t = time.perf_counter()
-        self.client.send_call("table", table, {"action": "generate", "context": text})
-        data, arrived = self.recorder.read_answer(ANSWER_SIZES.get((table, text), 0))
-        seconds = arrived - t
-        ANSWER_SIZES[(table, text)] = len(data)
+        seconds, data = self._timed(table, text)
         cpu = self.cpu() - cpu0
         t = time.perf_counter()
         resp = _decode(data)
@@ -161,6 +153,41 @@ class Extension:
         last = resp.response[-1].get("error", "") if resp.response else ""
         return Call(seconds, cpu, len(resp.response), self.peak_mb(), resp.status.code,
                     resp.status.message, "walk cut after" in last, decode, len(data))
+
+    def repeat(self, table: str, constraints: list[dict[str, Any]], cols: list[str] | None, times: int) -> list[Call]:
+        """The same call `times` times back to back, as a schedule's queries follow one another: the
+        first decoded, the others compared byte for byte with it (decoding each would leave the
+        extension idle between calls, and this VM runs a call after an idle moment markedly slower)."""
+        first = self.generate(table, constraints, cols)
+        text = _context(constraints, cols)
+        expected = self._last
+        calls = [first]
+        for _ in range(times - 1):
+            self.reset_peak()
+            cpu0 = self.cpu()
+            seconds, data = self._timed(table, text)
+            if data != expected:
+                raise AssertionError(f"{table}: a repeated call answered differently ({len(data)} bytes, "
+                                     f"{len(expected)} before)")
+            calls.append(Call(seconds, self.cpu() - cpu0, first.rows, self.peak_mb(), first.status, first.message,
+                              first.cut, first.decode, len(data)))
+        return calls
+
+    def _timed(self, table: str, text: str) -> tuple[float, bytes]:
+        t = time.perf_counter()
+        self.client.send_call("table", table, {"action": "generate", "context": text})
+        data, arrived = self.recorder.read_answer(ANSWER_SIZES.get((table, text), 0))
+        ANSWER_SIZES[(table, text)] = len(data)
+        self._last = data
+        return arrived - t, data
+
+
+def _context(constraints: list[dict[str, Any]], cols: list[str] | None) -> str:
+    doc: dict[str, Any] = {"constraints": constraints}
+    if cols is not None:
+        doc["colsUsed"] = cols
+        doc["colsUsedBitset"] = (1 << len(cols)) - 1
+    return json.dumps(doc)
 
 
 def pin_cpus() -> tuple[set[int] | None, set[int] | None]:

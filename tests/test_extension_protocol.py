@@ -221,3 +221,41 @@ def test_process_and_provenance_tables_over_thrift(ext, tmp_path: Path) -> None:
     resp = conn.generate("applescript_info", context(constraint("directory", (EQ, str(tmp_path / "scripts")))))
     (row,) = resp.response
     assert row["format"] == "applescript" and row["run_only"] == "1"
+
+
+def test_row_transport_sends_every_byte_in_order_through_partial_sends() -> None:
+    """Answers go out with sendmsg straight from the row bytes; a small socket buffer forces partial
+    sends that end inside a row, whose rest must follow exactly."""
+    import socket
+    import threading
+
+    from thrift.transport import TSocket, TTransport
+
+    from dyldwatch.extension.wire import RowTransport
+
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    rows = [bytes([n % 251]) * (n % 997 + 1) for n in range(5000)]  # ~2.5 MB in 5,000 pieces
+    expected = b"head" + b"".join(rows) + b"tail"
+    got = bytearray()
+
+    def drain() -> None:
+        while len(got) < len(expected):
+            chunk = b.recv(3000)
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    sock = TSocket.TSocket()
+    sock.setHandle(a)
+    out = RowTransport(TTransport.TBufferedTransport(sock), a)
+    out.write(b"head")
+    out.write_many(rows)
+    out.write(b"tail")
+    out.flush()
+    reader.join(30)
+    a.close()
+    b.close()
+    assert bytes(got) == expected

@@ -34,7 +34,7 @@ from ..tables import all_tables
 from ..tables.base import Table
 from . import private_socket
 from .adapter import DEFAULT_BUDGET, TablePluginAdapter, safe_text
-from .wire import EncodedResponse, wire_processor
+from .wire import EncodedResponse, RowTransport, wire_processor
 
 log = logging.getLogger("dyldwatch.extension")
 
@@ -263,7 +263,7 @@ class ExtensionRuntime:
         """One osqueryd connection: calls in order until it hangs up."""
         client = TSocket.TSocket()
         client.setHandle(conn)
-        transport = TTransport.TBufferedTransport(client)
+        transport = RowTransport(TTransport.TBufferedTransport(client), conn)
         iproto, oproto = SafeInputProtocol(transport), pfactory.getProtocol(transport)
         try:
             while True:

@@ -158,6 +158,58 @@ class RowEncoder:
     extend_row = staticmethod(extend_row)
 
 
+class RowTransport:
+    """The server side of one osqueryd connection: reads buffered (through Thrift's transport), and
+    writes gathered: pieces are kept as they are and handed to the kernel with sendmsg, so an
+    answer's rows are never joined, copied into a buffer, or re-sliced after a partial send
+    (Thrift's own socket write copies the unsent rest of a buffer after every partial send)."""
+
+    #: buffers one sendmsg takes (the kernel's IOV_MAX is 1024 on Linux and macOS)
+    IOV = 1024
+
+    def __init__(self, reader: Any, sock: Any) -> None:
+        self.reader = reader  # a TBufferedTransport over the same socket, for osqueryd's calls
+        self.sock = sock
+        self._out: list[bytes | memoryview] = []
+
+    def isOpen(self) -> bool:  # noqa: N802 (Thrift's names)
+        return bool(self.reader.isOpen())
+
+    def read(self, sz: int) -> bytes:
+        return bytes(self.reader.read(sz))
+
+    def readAll(self, sz: int) -> bytes:  # noqa: N802
+        return bytes(self.reader.readAll(sz))
+
+    def write(self, buf: bytes) -> None:
+        self._out.append(buf)
+
+    #: rows joined into one piece before they go out: the kernel copies each piece of a sendmsg
+    #: separately, and an answer holds thousands of rows of ~200 bytes
+    PIECE = 256
+
+    def write_many(self, bufs: Sequence[bytes]) -> None:
+        step = self.PIECE
+        self._out.extend(b"".join(bufs[i:i + step]) for i in range(0, len(bufs), step))
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        i = 0
+        while i < len(out):
+            sent = self.sock.sendmsg(out[i:i + self.IOV])
+            while sent:  # drop what went out; keep the unsent tail of a piece sent in part
+                n = len(out[i])
+                if sent >= n:
+                    sent -= n
+                    i += 1
+                else:
+                    out[i] = memoryview(out[i])[sent:]
+                    sent = 0
+
+    def close(self) -> None:
+        self.reader.close()
+
+
 class EncodedResponse:
     """An ExtensionResponse whose rows are already encoded (see WireProcessor)."""
 
@@ -174,11 +226,15 @@ class EncodedResponse:
         trans.write(_FIELD.pack(TType.STRUCT, 1))  # ExtensionResponse.status
         self.status.write(oprot)
         trans.write(_FIELD.pack(TType.LIST, 2) + _LIST_HEAD.pack(TType.MAP, len(self.rows)))
-        # Sent in pieces: joining a large answer whole, then copying it into the transport's
-        # buffer, would hold it three times. An unframed stream may be flushed mid-message.
         rows = self.rows
+        write_many = getattr(trans, "write_many", None)
         for start in range(0, len(rows), _BATCH):
-            trans.write(b"".join(rows[start:start + _BATCH]))
+            if write_many is not None:  # RowTransport: the rows themselves go to the kernel
+                write_many(rows[start:start + _BATCH])
+            else:
+                # Sent in pieces: joining a large answer whole, then copying it into the transport's
+                # buffer, would hold it three times. An unframed stream may be flushed mid-message.
+                trans.write(b"".join(rows[start:start + _BATCH]))
             if len(rows) > _BATCH:
                 trans.flush()
         trans.write(b"\x00\x00")  # end of ExtensionResponse, end of call_result

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import glob
 import logging
+import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,9 @@ MAX_FILES = 200_000
 MAX_DEPTH = 32
 
 
-@dataclass(frozen=True, slots=True)
-class PathRequest:
-    """A file to inspect; `explicit` when the query named it (report even a non-candidate)."""
+class PathRequest(NamedTuple):
+    """A file to inspect; `explicit` when the query named it (report even a non-candidate). A named
+    tuple: one is made per file of every walk."""
 
     path: str
     explicit: bool
@@ -61,7 +63,7 @@ def _walk(root: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterat
         top, depth = stack.pop()
         try:
             with os.scandir(top) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_NAME)
         except OSError as exc:
             log.debug("cannot list %s: %s", top, exc)
             continue
@@ -115,10 +117,13 @@ def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = ())
         yield hit
 
 
+_NAME = operator.attrgetter("name")
+
+
 def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
     try:
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_NAME)
     except OSError as exc:
         log.info("cannot list directory %s: %s", directory, exc)
         return
@@ -155,28 +160,31 @@ def expand_paths(
     """Files named by the query's path and directory constraints, de-duplicated, bounded.
 
     `bundles` names directory suffixes that count as one object (script bundles, applets)."""
-    seen: set[str] = set()
+    seen: set[str] = {""}  # an empty value names nothing
     budget = [limit]
 
-    def emit(path: str, explicit: bool) -> Iterator[PathRequest]:
-        if path and path not in seen:
-            seen.add(path)
-            yield PathRequest(path, explicit)
-
     for path in cons.paths:
-        yield from emit(path, True)
+        if path not in seen:
+            seen.add(path)
+            yield PathRequest(path, True)
     for pattern in cons.path_likes:
         for hit in _expand_like(pattern, budget, bundles):
-            yield from emit(hit, False)
+            if hit not in seen:
+                seen.add(hit)
+                yield PathRequest(hit, False)
     for directory in cons.directories:
         for hit in _list_dir(directory, budget, bundles):
-            yield from emit(hit, False)
+            if hit not in seen:
+                seen.add(hit)
+                yield PathRequest(hit, False)
     for pattern in cons.directory_likes:
         globbed, recursive = like_to_glob(pattern)
         for d in sorted(glob.iglob(globbed)):
             if not _is_dir(d):
                 continue
             for hit in _walk(d, budget, bundles) if recursive else _list_dir(d, budget, bundles):
-                yield from emit(hit, False)
+                if hit not in seen:
+                    seen.add(hit)
+                    yield PathRequest(hit, False)
     if budget[0] <= 0:
         log.warning("path expansion stopped at %d files; narrow the path constraint", limit)

@@ -105,6 +105,11 @@ class LiveColumns(Protocol):
         """Whether `outcome(spec)` would give `outcomes` again now (cheaper than recomputing them)."""
         ...
 
+    def spec_free(self, outcome: Hashable) -> bool:
+        """Whether `unchanged` can re-check this outcome without the spec that gave it (then an
+        answer keeps it once however many rows hold it)."""
+        ...
+
 
 class ParseRows(Protocol):
     """A table whose rows come from the parse alone (no further reads of the file): its cache keeps
@@ -161,10 +166,23 @@ class _Sent(NamedTuple):
 
 
 class _Kept(NamedTuple):
-    """An answer kept for a repeat: its files (what it depended on) and all its rows in order."""
+    """An answer kept for a repeat: its files (name and version, in order), the live outcomes its
+    rows hold (each distinct one once, with a spec that gave it) and all its rows in order."""
 
-    files: tuple[_Sent, ...]
+    files: tuple[tuple[str, bool, FileKey], ...]
+    specs: tuple[tuple[int, Hashable], ...]
+    outcomes: tuple[Hashable, ...]
     rows: tuple[bytes, ...]
+
+
+def _keep(files: list[_Sent], live: LiveColumns | None) -> _Kept:
+    checks: dict[Hashable, tuple[tuple[int, Hashable], Hashable]] = {}
+    for f in files:
+        for spec, was in zip(f.specs, f.outcomes, strict=True):
+            checks.setdefault(was if live is not None and live.spec_free(was) else (spec[1], was), (spec, was))
+    pairs = list(checks.values())
+    return _Kept(tuple((f.path, f.explicit, f.key) for f in files), tuple(p[0] for p in pairs),
+                 tuple(p[1] for p in pairs), tuple(r for f in files for r in f.rows))
 
 
 #: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
@@ -282,33 +300,33 @@ class MachOScanner:
         sent = _Recording()
         yield from self._scan_wire(ctx, encoder, live, sent)
         if sent.on:  # the whole answer went out (a cut one never gets here), every file read
-            rows = tuple(r for f in sent.files for r in f.rows)
-            self.answers.put(shape, _Kept(tuple(sent.files), rows), weight=max(1, sent.size))
+            self.answers.put(shape, _keep(sent.files, live), weight=max(1, sent.size))
 
     def _again(self, ctx: QueryContext, kept: _Kept,
                live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
         """The kept answer's rows, as one piece, if the query names the same files, each the same
         version with the same live outcomes; else None (the query is answered afresh)."""
         files = kept.files
-        n = len(files)
-        i = -1
-        stat, of = os.stat, FileKey.of
-        for i, req in enumerate(self._requests(ctx)):
-            if i >= n:
-                return None
-            was = files[i]
-            if req.path != was.path or req.explicit != was.explicit:
-                return None
-            try:
-                if of(req.path, stat(req.path)) != was.key:
+        requests = iter(self._requests(ctx))
+        n = 0
+        stat = os.stat
+        try:
+            # files first: zip stops there without taking a request, so one left over means a new file
+            for (_, was_explicit, was), (path, explicit) in zip(files, requests):  # noqa: B905
+                n += 1
+                if path != was[0] or explicit != was_explicit:
                     return None
-            except (OSError, ValueError):
-                return None
-            if was.specs and (live is None or not live.unchanged(was.specs, was.outcomes)):
-                return None
-        if i + 1 != n:
+                st = stat(path)  # the version, field by field (FileKey's order), without building one
+                if (st.st_ino != was[2] or st.st_mtime_ns != was[4] or st.st_ctime_ns != was[5]
+                        or st.st_size != was[3] or st.st_dev != was[1]):
+                    return None
+        except (OSError, ValueError):
             return None
-        return [(files[-1].path, kept.rows)] if n else []
+        if n != len(files) or next(requests, None) is not None:
+            return None
+        if kept.specs and (live is None or not live.unchanged(kept.specs, kept.outcomes)):
+            return None
+        return [(files[-1][0], kept.rows)] if n else []
 
     def _scan_wire(self, ctx: QueryContext, encoder: RowEncoder, live: LiveColumns | None,
                    sent: _Recording) -> Iterator[tuple[str, tuple[bytes, ...]]]:

@@ -427,14 +427,17 @@ class Resolver:
         for (_, spec), was in zip(specs, outcomes, strict=True):
             same = rechecked.get(was)
             if same is None:
-                key = was[0]  # type: ignore[index]
-                if key[0] == "absolute" or key[0] == "loader":
+                if self.spec_free(was):
                     same = rechecked[was] = self._still(was)  # type: ignore[arg-type]
                 else:
                     same = self.outcome(spec) == was
             if not same:
                 return False
         return True
+
+    def spec_free(self, outcome: Hashable) -> bool:
+        kind = outcome[0][0]  # type: ignore[index]
+        return kind == "absolute" or kind == "loader"
 
     def _still(self, was: Outcome) -> bool:
         """Whether a spec-independent plan's outcome is still `was` (its key names its plan)."""
