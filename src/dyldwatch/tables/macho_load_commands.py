@@ -187,10 +187,21 @@ _OWN_FIELDS = {"cmd": "cmd_name", "cmd_size": "cmd_size", "name": "name",
 _FIELDS = frozenset({*_PER_SLICE, "cmd_index", *_OWN_FIELDS})
 
 
-def _head(path: str, sl: MachOSlice, names: Sequence[str], text: Callable[[str], bytes]) -> bytes:
-    """The encoded pairs every row of a slice starts with (path, directory, arch as asked)."""
-    values = {"path": path, "directory": os.path.dirname(path), "arch": sl.ref.arch}
-    return b"".join(text(n) + text(values[n]) for n in names)
+def _head(path: str, sl: MachOSlice, names: Sequence[str], text: Callable[[str], bytes],
+          memo: dict[object, object]) -> bytes:
+    """The encoded pairs every row of a slice starts with (path, directory, arch as asked); the
+    directory and arch pairs are the same for many files, so they are encoded once per query."""
+    parts = []
+    for n in names:
+        if n == "path":
+            parts.append(text("path") + text(path))
+            continue
+        value = sl.ref.arch if n == "arch" else os.path.dirname(path)
+        pair = memo.get((n, value))
+        if pair is None:
+            pair = memo[(n, value)] = text(n) + text(value)
+        parts.append(pair)  # type: ignore[arg-type]
+    return b"".join(parts)  # type: ignore[arg-type]
 
 
 def _wire_fields(path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
@@ -212,7 +223,7 @@ def _wire_fields(path: str, parsed: ParsedFile, names: Sequence[str], encoder: R
     out: list[bytes] = []
     join = b"".join
     for sl in parsed.slices:
-        head = _head(path, sl, per_slice, text)
+        head = _head(path, sl, per_slice, text, encoder.memo)
         for cmd in sl.commands:
             values = fields(cmd)
             run = memo.get(values)
@@ -280,7 +291,7 @@ class LoadCommandRows:
         row = encoder.map_bytes
         out: list[bytes] = []
         for sl in parsed.slices:
-            head = _head(path, sl, per_slice, text)
+            head = _head(path, sl, per_slice, text, encoder.memo)
             rpaths = _rpaths(sl)
             for cmd in sl.commands:
                 kind = cmd.cmd_name
