@@ -15,6 +15,7 @@ a missing key into NULL (osquery/sql/dynamic_table_row.cpp) and SQLite reads no 
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -167,10 +168,19 @@ class RowTransport:
     #: buffers one sendmsg takes (the kernel's IOV_MAX is 1024 on Linux and macOS)
     IOV = 1024
 
+    #: kernel send buffer asked for: a typical answer (a few hundred KB) then leaves in one
+    #: sendmsg instead of waiting for osqueryd to drain the default ~200 KB (best effort: the
+    #: kernel caps it at net.core.wmem_max or kern.ipc.maxsockbuf)
+    SEND_BUFFER = 4 << 20
+
     def __init__(self, reader: Any, sock: Any) -> None:
         self.reader = reader  # a TBufferedTransport over the same socket, for osqueryd's calls
         self.sock = sock
         self._out: list[bytes | memoryview] = []
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.SEND_BUFFER)
+        except (OSError, AttributeError):
+            log.debug("could not enlarge the socket's send buffer", exc_info=True)
 
     def isOpen(self) -> bool:  # noqa: N802 (Thrift's names)
         return bool(self.reader.isOpen())
