@@ -96,9 +96,10 @@ def busy(ext, directory: str) -> None:
     with tempfile.TemporaryDirectory(dir=os.path.dirname(directory)) as fresh:
         for name in os.listdir(directory):
             os.link(os.path.join(directory, name), os.path.join(fresh, name))
-        for cols in (LC_COLS, None):
-            call = ext.generate("macho_load_commands", [eq("directory", fresh)], cols)
-            assert call.status == 0 and call.rows, call.message
+        call = ext.generate("macho_load_commands", [eq("directory", fresh)], None)
+        assert call.status == 0 and call.rows, call.message
+        # the last one not decoded, so the measured call follows at once
+        assert len(ext.answer_bytes("macho_load_commands", [eq("directory", fresh)], LC_COLS)) > 1000
 
 
 def line(name: str, call: Call, files: int) -> None:

@@ -173,6 +173,10 @@ class Extension:
                               first.cut, first.decode, len(data)))
         return calls
 
+    def answer_bytes(self, table: str, constraints: list[dict[str, Any]], cols: list[str] | None) -> bytes:
+        """One call's answer as it came off the socket, not decoded (no pause before the next call)."""
+        return self._timed(table, _context(constraints, cols))[1]
+
     def _timed(self, table: str, text: str) -> tuple[float, bytes]:
         t = time.perf_counter()
         self.client.send_call("table", table, {"action": "generate", "context": text})

@@ -244,7 +244,7 @@ class MachOScanner:
         self.cache: BoundedCache[FileEntry] = BoundedCache(cache_rows, max_weight=cache_rows)
         #: the last answers by (files named, columns read): a repeated query over unchanged files
         #: re-checks each file's version and each live outcome, and sends the rows again as they are
-        self.answers: BoundedCache[_Kept] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
+        self.answers: BoundedCache[_Kept | _Recording] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
 
     def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
@@ -293,6 +293,9 @@ class MachOScanner:
         shape = (path_constraints(ctx), encoder.key)
         kept = self.answers.get(shape)
         if kept is not None:
+            if isinstance(kept, _Recording):  # compacted at its first reuse, not while answering
+                recorded, kept = kept, _keep(kept.files, live)
+                self.answers.put(shape, kept, weight=max(1, recorded.size))
             again = self._again(ctx, kept, live)
             if again is not None:
                 yield from again
@@ -300,7 +303,7 @@ class MachOScanner:
         sent = _Recording()
         yield from self._scan_wire(ctx, encoder, live, sent)
         if sent.on:  # the whole answer went out (a cut one never gets here), every file read
-            self.answers.put(shape, _keep(sent.files, live), weight=max(1, sent.size))
+            self.answers.put(shape, sent, weight=max(1, sent.size))
 
     def _again(self, ctx: QueryContext, kept: _Kept,
                live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
