@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,3 +240,16 @@ def running_extension(tmp: str | os.PathLike[str], *, env: Mapping[str, str] | N
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def decode_rows(rows: Iterable[bytes]) -> list[dict[str, str]]:
+    """Rows as the extension encodes them (Thrift map<string,string> each), decoded as osqueryd would."""
+    from thrift.protocol import TBinaryProtocol
+    from thrift.transport import TTransport
+
+    out = []
+    for raw in rows:
+        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
+        _, _, n = proto.readMapBegin()
+        out.append({proto.readString(): proto.readString() for _ in range(n)})
+    return out

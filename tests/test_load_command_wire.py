@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from thrift.protocol import TBinaryProtocol
-from thrift.transport import TTransport
 
 from dyldwatch.extension.wire import RowEncoder
 from dyldwatch.formats.macho import constants as C
@@ -17,6 +15,7 @@ from dyldwatch.formats.macho import writer as mw
 from dyldwatch.tables import macho_load_commands as lc
 from dyldwatch.tables._macho import PARSE_CACHE
 from dyldwatch.tables.base import QueryContext, path_constraints
+from harness import decode_rows
 
 EQ = 2
 TABLE = lc.MachoLoadCommandsTable
@@ -37,13 +36,7 @@ def _cold() -> None:
     lc.PLANS.clear()
 
 
-def _decode(rows: tuple[bytes, ...]) -> list[dict[str, str]]:
-    out = []
-    for raw in rows:
-        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
-        _, _, n = proto.readMapBegin()
-        out.append({proto.readString(): proto.readString() for _ in range(n)})
-    return out
+_decode = decode_rows
 
 
 def _wire(ctx: QueryContext) -> list[dict[str, str]]:

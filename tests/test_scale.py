@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from thrift.protocol import TBinaryProtocol
-from thrift.transport import TTransport
 
 from dyldwatch.extension.adapter import TablePluginAdapter, render_row
 from dyldwatch.extension.wire import RowEncoder
@@ -20,6 +18,7 @@ from dyldwatch.tables import _macho, macho_load_commands
 from dyldwatch.tables._macho import PARSE_CACHE
 from dyldwatch.tables.base import TEXT, Column, QueryContext, Table
 from dyldwatch.tables.macho_info import MachoInfoTable
+from harness import decode_rows
 
 EQ = 2
 SIGNING = ["path", "arch", "signature_type", "team_id"]
@@ -92,13 +91,7 @@ def test_error_names_only_the_problems_of_parts_read(tmp_path: Path) -> None:
     assert full["error"] and names["error"] is None
 
 
-def _decode(rows: list[bytes]) -> list[dict[str, str]]:
-    out = []
-    for raw in rows:
-        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
-        _, _, n = proto.readMapBegin()
-        out.append({proto.readString(): proto.readString() for _ in range(n)})
-    return out
+_decode = decode_rows
 
 
 def test_wire_rows_hold_only_the_columns_read_and_match_render_row(tmp_path: Path) -> None:
