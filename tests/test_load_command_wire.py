@@ -178,4 +178,7 @@ def test_a_repeated_answer_is_sent_again_only_while_nothing_it_depends_on_change
     assert {p for p, _ in answer()} == {str(tmp_path / "exe"), str(tmp_path / "new")}
     (tmp_path / "new").write_bytes(b"no longer a Mach-O")  # a file replaced
     assert {p for p, rows in answer() if rows} == {str(tmp_path / "exe")}
+    answer()
+    (tmp_path / "new").unlink()  # a file gone
+    assert {p for p, _ in answer()} == {str(tmp_path / "exe")}
     assert _wire(ctx) == _expected(ctx)

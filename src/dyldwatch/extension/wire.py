@@ -186,10 +186,10 @@ class RowTransport:
         return bool(self.reader.isOpen())
 
     def read(self, sz: int) -> bytes:
-        return bytes(self.reader.read(sz))
+        return self.reader.read(sz)  # type: ignore[no-any-return]
 
     def readAll(self, sz: int) -> bytes:  # noqa: N802
-        return bytes(self.reader.readAll(sz))
+        return self.reader.readAll(sz)  # type: ignore[no-any-return]
 
     def write(self, buf: bytes) -> None:
         self._out.append(buf)
