@@ -420,13 +420,7 @@ class Resolver:
             self.outcomes.clear()
         self.plans[key] = plan
         found = plan.outcome(self.exists)
-        real = None
-        if found >= 0 and "resolved_realpath" in self.want:
-            # the kernel reports images by their real path (Homebrew's opt/ links lead into Cellar/)
-            hit = plan.candidates[found] if found < len(plan.candidates) else \
-                plan.fallbacks[found - len(plan.candidates)]
-            real = self.realpath(hit.path)
-        result = (key, found, real)
+        result = (key, found, self._real(plan, found))
         self.outcomes[key[1] if key[0] == "symlinks" else key] = result  # type: ignore[index]
         return result
 
@@ -454,13 +448,15 @@ class Resolver:
         """Whether a spec-independent plan's outcome is still `was` (its key names its plan)."""
         key, found, real = was
         plan = self.plans.get(key) or PLANS.get(key) or self._planned(key, self.realpath)
-        if plan.outcome(self.exists) != found:
-            return False
-        if found >= 0 and "resolved_realpath" in self.want:
-            hit = plan.candidates[found] if found < len(plan.candidates) else \
-                plan.fallbacks[found - len(plan.candidates)]
-            return self.realpath(hit.path) == real
-        return True
+        return plan.outcome(self.exists) == found and self._real(plan, found) == real
+
+    def _real(self, plan: Plan, found: int) -> str | None:
+        """The real path of the candidate found, when the query reads resolved_realpath: the kernel
+        reports images by their real path (Homebrew's opt/ links lead into Cellar/)."""
+        if found < 0 or "resolved_realpath" not in self.want:
+            return None
+        hit = plan.candidates[found] if found < len(plan.candidates) else plan.fallbacks[found - len(plan.candidates)]
+        return self.realpath(hit.path)
 
     def _planned(self, key: Hashable, realpath: Callable[[str], str]) -> Plan:
         """The plan a key (from plan_key) stands for."""
