@@ -13,6 +13,7 @@ by rows, not files, so memory stays bounded whatever a directory holds.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from .base import QueryContext, Row, error_row, has_path_constraint, path_constr
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
     from ..extension.wire import Pairs, RowEncoder
     from ..formats.macho import MachOSlice
+    from ..formats.macho.model import SliceRef
     from ..formats.macho.codesign import CodeSignature
 
 log = logging.getLogger(__name__)
@@ -52,25 +54,45 @@ class ParsedFile:
     key: FileKey
     slices: tuple[MachOSlice, ...]
     error: str | None
+    #: load commands over all slices (an empty slice counts one): what caching it weighs
+    commands: int = 0
+    #: one row per command and nothing else: no error, no empty slice
+    clean: bool = False
+
+
+def _parsed(key: FileKey, slices: list[MachOSlice], error: str | None) -> ParsedFile:
+    commands, clean = 0, error is None
+    for sl in slices:
+        n = len(sl.commands)
+        commands += n or 1
+        clean = clean and n > 0
+    return ParsedFile(key, tuple(slices), error, commands, clean)
+
+
+@functools.cache
+def _parser() -> tuple[Callable[[FileSource], list[SliceRef]], Callable[[FileSource, SliceRef], MachOSlice]]:
+    """(read_slices, read_load_commands): the parser loads at the first query, once."""
+    from ..formats.macho.loadcommands import read_load_commands, read_slices
+
+    return read_slices, read_load_commands
 
 
 def parse_file(src: FileSource) -> ParsedFile:
     """Slices and load commands of an open file; a malformed file yields what parsed plus an error."""
-    from ..formats.macho.loadcommands import read_load_commands, read_slices  # the parser loads at first use
-
+    read_slices, read_load_commands = _parser()
     slices: list[MachOSlice] = []
     try:
         refs = read_slices(src)
     except MachOError as exc:
-        return ParsedFile(src.key, (), str(exc))
+        return _parsed(src.key, [], str(exc))
     for ref in refs:
         try:
             slices.append(read_load_commands(src, ref))
         except MachOError as exc:
             if exc.partial is not None and exc.partial.commands:
                 slices.append(exc.partial)  # the commands before the bad one are still evidence
-            return ParsedFile(src.key, tuple(slices), f"{ref.arch}: {exc}")
-    return ParsedFile(src.key, tuple(slices), None)
+            return _parsed(src.key, slices, f"{ref.arch}: {exc}")
+    return _parsed(src.key, slices, None)
 
 
 def looks_like_macho(src: FileSource) -> bool:
@@ -452,7 +474,7 @@ class MachOScanner:
             if part in parts:
                 parts |= more
         entry = FileEntry(rows, parts, parsed)
-        weight = len(rows) if rows is not None else sum(len(sl.commands) or 1 for sl in parsed.slices) + 1  # type: ignore[union-attr]
+        weight = len(rows) if rows is not None else parsed.commands + 1  # type: ignore[union-attr]
         self.cache.put((src.key, req.explicit), entry, weight=max(1, weight))
         return entry, src.key
 

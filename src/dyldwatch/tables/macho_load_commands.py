@@ -11,7 +11,7 @@ import operator
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import orjson
 
@@ -151,11 +151,6 @@ def rows_for(path: str, parsed: ParsedFile, parts: frozenset[str] = frozenset())
         yield {"path": path, "directory": os.path.dirname(path), "error": parsed.error}
 
 
-def _clean(parsed: ParsedFile) -> bool:
-    """One row per command and nothing else (no error row, no empty slice)."""
-    return not parsed.error and all(sl.commands for sl in parsed.slices)
-
-
 #: A value of a command's row for one column, from (command, its name, the slice's LC_RPATHs).
 _Getter = Callable[["LoadCommand", str, tuple[str, ...]], "str | int | None"]
 _GETTERS: dict[str, _Getter] = {
@@ -204,23 +199,44 @@ def _head(path: str, sl: MachOSlice, names: Sequence[str], text: Callable[[str],
     return b"".join(parts)  # type: ignore[arg-type]
 
 
+class _FieldsLayout(NamedTuple):
+    """How _wire_fields lays out one query's rows: the same for every file, so worked out once."""
+
+    own: tuple[str, ...]
+    fields: Callable[[LoadCommand], tuple]
+    memo: dict[tuple, tuple[int, bytes]]
+    per_slice: tuple[str, ...]
+    want_index: bool
+    #: map headers by the number of pairs beyond the head (a run holds 0..len(own) of them)
+    headers: tuple[bytes, ...]
+
+
+def _fields_layout(names: Sequence[str], encoder: RowEncoder) -> _FieldsLayout:
+    layout: _FieldsLayout | None = encoder.memo.get(("layout", tuple(names)))  # type: ignore[assignment]
+    if layout is None:
+        own = tuple(n for n in names if n in _OWN_FIELDS)
+        # (cmd_name, *own fields): cmd_name decides whether `name` is shown
+        fields = operator.attrgetter("cmd_name", *(_OWN_FIELDS[n] for n in own)) if own else _no_fields
+        per_slice = tuple(n for n in names if n in _PER_SLICE)
+        want_index = "cmd_index" in names
+        nhead = len(per_slice) + want_index
+        headers = tuple(encoder.map_bytes(nhead + n, b"") for n in range(len(own) + 1))
+        layout = _FieldsLayout(own, fields, {}, per_slice, want_index, headers)
+        encoder.memo[("layout", tuple(names))] = layout
+    elif len(layout.memo) > _MEMO_LIMIT:
+        layout.memo.clear()
+    return layout
+
+
 def _wire_fields(path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
     """Rows made of the slice's head, the command's index and a run of pairs for its own fields;
     a walk meets few distinct runs (LC_SEGMENT_64 __TEXT, LC_LOAD_DYLIB libSystem …), each encoded
     once per query."""
     text = encoder.text
-    own = tuple(n for n in names if n in _OWN_FIELDS)
-    memo: dict[tuple, tuple[int, bytes]] = encoder.memo.setdefault(("fields", own), {})  # type: ignore[assignment]
-    if len(memo) > _MEMO_LIMIT:
-        memo.clear()
-    # (cmd_name, *own fields): cmd_name decides whether `name` is shown
-    fields = operator.attrgetter("cmd_name", *(_OWN_FIELDS[n] for n in own)) if own else _no_fields
+    own, fields, memo, per_slice, want_index, headers = _fields_layout(names, encoder)
     indexes: list[bytes] = encoder.memo.setdefault("cmd_index", [])  # type: ignore[assignment]
-    want_index = "cmd_index" in names
-    per_slice = [n for n in names if n in _PER_SLICE]
-    nhead = len(per_slice) + want_index
-    headers = [encoder.map_bytes(n, b"") for n in range(nhead + len(own) + 1)]
     out: list[bytes] = []
+    append = out.append
     join = b"".join
     for sl in parsed.slices:
         head = _head(path, sl, per_slice, text, encoder.memo)
@@ -233,9 +249,9 @@ def _wire_fields(path: str, parsed: ParsedFile, names: Sequence[str], encoder: R
                 i = cmd.index
                 while len(indexes) <= i:
                     indexes.append(text("cmd_index") + text(str(len(indexes))))
-                out.append(join((headers[nhead + run[0]], head, indexes[i], run[1])))
+                append(join((headers[run[0]], head, indexes[i], run[1])))
             else:
-                out.append(join((headers[nhead + run[0]], head, run[1])))
+                append(join((headers[run[0]], head, run[1])))
     return tuple(out)
 
 
@@ -268,7 +284,7 @@ class LoadCommandRows:
     rows = staticmethod(rows_for)
 
     def wire(self, path: str, parsed: ParsedFile, names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...] | None:
-        if not _clean(parsed):
+        if not parsed.clean:
             return None  # error rows take the general encoder
         try:
             if _FIELDS.issuperset(names):
@@ -310,7 +326,7 @@ class LoadCommandRows:
         return tuple(out)
 
     def specs(self, path: str, parsed: ParsedFile) -> tuple[tuple[int, Spec], ...] | None:
-        if not _clean(parsed):
+        if not parsed.clean:
             return None
         out: list[tuple[int, Spec]] = []
         offset = 0
@@ -396,7 +412,9 @@ class Resolver:
         return ("chain", name, loader_path, rpaths, fallbacks, executable_path, stack)
 
     def outcome(self, spec: Hashable) -> Outcome:
-        key = self.plan_key(spec)  # type: ignore[arg-type]
+        name = spec[0]  # type: ignore[index]
+        # most names are absolute: plan_key's first case, without the call
+        key = ("absolute", name, spec[3]) if name[:1] != "@" and "/.." not in name else self.plan_key(spec)  # type: ignore[arg-type,index]
         hit = self.outcomes.get(key)
         if hit is not None:
             return hit

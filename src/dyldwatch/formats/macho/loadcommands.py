@@ -389,6 +389,24 @@ _SPECS: dict[int, tuple[str, int, _Decoder | None, _Decoder | None]] = {
 }
 
 
+class _CommandArea:
+    """A slice's load-command bytes, kept for the commands whose `data` is decoded when first read:
+    one per slice, shared by its commands (a command finds its bytes from its offset and size)."""
+
+    __slots__ = ("buf", "base", "st", "is64")
+
+    def __init__(self, buf: bytes, base: int, st: _Structs, is64: bool) -> None:
+        self.buf = buf
+        self.base = base
+        self.st = st
+        self.is64 = is64
+
+    def decode(self, lc: LoadCommand) -> None:
+        deferred = _SPECS[lc.cmd][3]
+        assert deferred is not None
+        deferred(lc, self.buf, lc.offset - self.base, lc.cmd_size, self.st, self.is64)
+
+
 def _bad_cmdsize(i: int, cmd: int, cmdsize: int, pos: int, sizeofcmds: int) -> None:
     name = C.lc_name(cmd)
     if cmdsize < 8 or cmdsize & 3:
@@ -442,6 +460,7 @@ def read_load_commands(src: ByteSource, ref: SliceRef) -> MachOSlice:
     unpack_lc = st.lc.unpack_from
     specs = _SPECS
     is64 = header.is64
+    area = _CommandArea(buf, base, st, is64)
     commands: list[LoadCommand] = []
     append = commands.append
     pos = 0
@@ -464,7 +483,7 @@ def read_load_commands(src: ByteSource, ref: SliceRef) -> MachOSlice:
                 if decode is not None:
                     decode(lc, buf, pos, cmdsize, st, is64)
                 if deferred is not None:
-                    lc._lazy = (deferred, buf, pos, cmdsize, st, is64)
+                    lc._lazy = area
                 append(lc)
             pos += cmdsize
     except _Bad as bad:

@@ -159,15 +159,16 @@ class LoadCommand:
         self.current_version = current_version
         self.weak = weak
         self._data = data
-        #: (decoder, *arguments) that fills `data` when it is first read
-        self._lazy: tuple[Any, ...] | None = None
+        #: what fills `data` when it is first read: the command area of the slice it came from,
+        #: shared by the slice's commands (its `decode(command)` sets `data`)
+        self._lazy: Any = None
 
     @property
     def data(self) -> dict[str, Any] | None:
         lazy = self._lazy
         if lazy is not None:
             self._lazy = None
-            lazy[0](self, *lazy[1:])
+            lazy.decode(self)
         return self._data
 
     @data.setter
