@@ -31,8 +31,8 @@ from .base import QueryContext, Row, error_row, has_path_constraint, path_constr
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
     from ..extension.wire import Pairs, RowEncoder
     from ..formats.macho import MachOSlice
-    from ..formats.macho.model import SliceRef
     from ..formats.macho.codesign import CodeSignature
+    from ..formats.macho.model import SliceRef
 
 log = logging.getLogger(__name__)
 
