@@ -182,3 +182,42 @@ def test_a_repeated_answer_is_sent_again_only_while_nothing_it_depends_on_change
     (tmp_path / "new").unlink()  # a file gone
     assert {p for p, _ in answer()} == {str(tmp_path / "exe")}
     assert _wire(ctx) == _expected(ctx)
+
+
+def test_a_parse_is_let_go_once_encoded_and_read_again_only_for_other_columns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache keeps a file's encoded rows, not its parse: a repeat reads nothing, a query reading
+    other columns (or needing the dylib specs a first query did not) parses the file again into the
+    same entry, which keeps every encoding it had."""
+    from dyldwatch.tables import _macho
+
+    parses: list[str] = []
+    real_parse = _macho.parse_file
+
+    def counting(src):  # type: ignore[no-untyped-def]
+        parses.append(src.path)
+        return real_parse(src)
+
+    monkeypatch.setattr(_macho, "parse_file", counting)
+    app = _app(tmp_path)
+    machos = 3  # Demo, libhelper, truncated (libnear is not a Mach-O)
+    where = {"path": [(65, f"{app}/%%")]}
+    plain = QueryContext.build(where, ["path", "cmd", "name"])  # no live columns: no dylib specs
+    sets = [plain, QueryContext.build(where, DETECTION), QueryContext.build(where, COLUMN_SETS[1])]
+    answers = []
+    for ctx in sets:
+        PARSE_CACHE.clear()
+        before = len(parses)
+        answers.append(_wire(ctx))
+        # each file once more (the bundle's main executable once more when read for its rpaths)
+        assert machos <= len(parses) - before <= machos + 1
+        entries = lc.SCANNER.cache.values()
+        assert len(entries) == machos + 1 and all(e.parsed is None for e in entries)
+        lc.SCANNER.answers.clear()  # no kept answer: the entries alone must answer a repeat
+        before = len(parses)
+        assert _wire(ctx) == answers[-1]
+        assert len(parses) == before
+    assert max(len(e.wire or ()) for e in lc.SCANNER.cache.values()) == min(len(sets), _macho.WIRE_SETS)
+    lc.SCANNER.clear()
+    PARSE_CACHE.clear()
+    assert answers == [_expected(ctx) for ctx in sets]  # the table's own rows, from a cold cache

@@ -363,7 +363,7 @@ class MachOScanner:
         #: the encoded live columns of each outcome met in this query (many rows name the same dylib)
         live_pairs: dict[Hashable, Pairs] = {}
         for req in self._requests(ctx):
-            entry, key = self._entry_and_key(req, need)
+            entry, key = self._entry_and_key(req, need, wire=(encoder.key, live is not None))
             if entry.wire is None:
                 entry.wire = {}
             static = entry.wire.get(encoder.key)
@@ -376,10 +376,12 @@ class MachOScanner:
                 entry.wire[encoder.key] = static
             if whole:
                 sent.add(req.path, req.explicit, key, (), (), static)
+                self._let_go(entry)
                 yield req.path, static
                 continue
             assert live is not None
             specs = self._specs(req.path, entry, need, live)
+            self._let_go(entry)
             outcomes = tuple(live.outcome(spec) for _, spec in specs)
             wkey = (encoder.key, outcomes)
             if entry.live_wire is None:
@@ -399,6 +401,14 @@ class MachOScanner:
                 entry.live_wire[wkey] = out
             sent.add(req.path, req.explicit, key, specs, outcomes, out)
             yield req.path, out
+
+    def _let_go(self, entry: FileEntry) -> None:
+        """Once a file's rows are encoded (and its live specs known), its parse is not kept: the
+        encoding is what a repeat sends, and a query reading other columns parses the file again
+        (see _entry_and_key). A parse holds about twice the memory of its encoded rows, and a walk
+        that keeps each parse makes the process grow by it (fresh pages: the kernel's cost too)."""
+        if self.parse_rows is not None:
+            entry.parsed = None
 
     def _static(self, path: str, entry: FileEntry, need: frozenset[str], finish: Callable[[Row], Row] | None,
                 names: Sequence[str], encoder: RowEncoder) -> tuple[bytes, ...]:
@@ -427,8 +437,13 @@ class MachOScanner:
     def _entry(self, req: PathRequest, need: frozenset[str]) -> FileEntry:
         return self._entry_and_key(req, need)[0]
 
-    def _entry_and_key(self, req: PathRequest, need: frozenset[str]) -> tuple[FileEntry, FileKey | None]:
-        """The file's entry, and the version it stands for (None when the file could not be read)."""
+    def _entry_and_key(self, req: PathRequest, need: frozenset[str], wire: tuple[Hashable, bool] | None = None,
+                       ) -> tuple[FileEntry, FileKey | None]:
+        """The file's entry, and the version it stands for (None when the file could not be read).
+
+        A ParseRows table's entry keeps its parse only until its rows are encoded: `wire` says
+        what the caller reads instead (an encoding's key, and whether live specs are needed), and
+        a cached entry without the parse or that is parsed again into it."""
         try:
             st: os.stat_result | None = os.stat(req.path)
         except (OSError, ValueError):
@@ -437,7 +452,7 @@ class MachOScanner:
         if st is not None:
             key = FileKey.of(req.path, st)
             cached = self.cache.get((key, req.explicit))
-            if cached is not None and (cached.parsed is not None or need <= cached.parts):
+            if cached is not None and (cached.parsed is not None or self._enough(cached, need, wire)):
                 return cached, key
         try:
             src = FileSource(req.path, max_size=MAX_MACHO_SIZE, pre=st)
@@ -457,8 +472,12 @@ class MachOScanner:
                     parsed = PARSE_CACHE.get(src.key)
                     if parsed is None:
                         parsed = parse_file(src)
-                        PARSE_CACHE.put(src.key, parsed)
+                        if self.rows_for is not None:  # a ParseRows table's entry holds its parse itself
+                            PARSE_CACHE.put(src.key, parsed)
                     if self.rows_for is None:
+                        if cached is not None and cached.rows is None and cached.parsed is None:
+                            cached.parsed = parsed  # let go after encoding: parsed again, same version
+                            return cached, src.key
                         rows, parts = None, need  # built from the parse when asked for
                     else:
                         prior = cached.rows if cached is not None else None
@@ -478,14 +497,24 @@ class MachOScanner:
         self.cache.put((src.key, req.explicit), entry, weight=max(1, weight))
         return entry, src.key
 
+    def _enough(self, entry: FileEntry, need: frozenset[str], wire: tuple[Hashable, bool] | None) -> bool:
+        """Whether a cached entry answers without its file being read again."""
+        if entry.rows is not None:
+            return need <= entry.parts
+        # a ParseRows entry whose parse was let go: enough if it holds the encoding asked for
+        return wire is not None and entry.wire is not None and wire[0] in entry.wire and (
+            not wire[1] or entry.specs is not None)
+
     def clear(self) -> None:
         self.cache.clear()
         self.answers.clear()
 
 
-#: Parsed files, shared by both Mach-O tables (a join of the two parses each file once). Kept
-#: small: the tables' own caches hold what a repeated query needs; this serves joins within one
-#: query, which ask for the same file within a few rows.
+#: Parsed files, kept by macho_info (and the bundle lookups) for the other table: a join that reads
+#: a file's load commands after its macho_info row parses it once. Kept small: the tables' own
+#: caches hold what a repeated query needs; this serves joins within one query, which ask for the
+#: same file within a few rows. macho_load_commands reads it but does not fill it: its own entry
+#: holds the parse until the rows are encoded, and a parse kept here would outlive that.
 PARSE_CACHE: BoundedCache[ParsedFile] = BoundedCache(64)
 
 
