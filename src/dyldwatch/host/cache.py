@@ -39,6 +39,12 @@ class BoundedCache(Generic[V]):
             self.hits += 1
             return item[0]
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value if cached, without counting a use (its place in the LRU order is kept): for
+        re-checks that should not keep an entry alive. One dict read, atomic as it is."""
+        item = self._data.get(key)
+        return None if item is None else item[0]
+
     def put(self, key: Hashable, value: V, weight: int = 1) -> None:
         if self.max_entries <= 0 or (self.max_weight is not None and weight > self.max_weight):
             return

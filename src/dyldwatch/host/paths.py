@@ -120,13 +120,16 @@ def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = ())
 _NAME = operator.attrgetter("name")
 
 
-def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
+def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) -> list[str]:
+    """The files of one directory, by name (a list: the listing is read whole anyway, and a repeated
+    query compares it file by file)."""
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=_NAME)
     except OSError as exc:
         log.info("cannot list directory %s: %s", directory, exc)
-        return
+        return []
+    out: list[str] = []
     for entry in entries:
         try:
             if entry.is_dir() and not (bundles and entry.name.endswith(bundles)):
@@ -134,9 +137,10 @@ def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) 
         except OSError:
             pass
         if budget[0] <= 0:
-            return
+            break
+        out.append(entry.path)
         budget[0] -= 1
-        yield entry.path
+    return out
 
 
 @dataclass(frozen=True)

@@ -448,12 +448,13 @@ class Resolver:
         the others (they depend on the bundle's main executable) are worked out again."""
         rechecked = self.rechecked
         for (_, spec), was in zip(specs, outcomes, strict=True):
+            if self.spec_free(was):  # a kept answer holds each of these once
+                if not self._still(was):  # type: ignore[arg-type]
+                    return False
+                continue
             same = rechecked.get(was)
             if same is None:
-                if self.spec_free(was):
-                    same = rechecked[was] = self._still(was)  # type: ignore[arg-type]
-                else:
-                    same = self.outcome(spec) == was
+                same = rechecked[was] = self.outcome(spec) == was
             if not same:
                 return False
         return True
@@ -465,7 +466,7 @@ class Resolver:
     def _still(self, was: Outcome) -> bool:
         """Whether a spec-independent plan's outcome is still `was` (its key names its plan)."""
         key, found, real = was
-        plan = self.plans.get(key) or PLANS.get(key) or self._planned(key, self.realpath)
+        plan = self.plans.get(key) or PLANS.peek(key) or self._planned(key, self.realpath)
         return plan.outcome(self.exists) == found and self._real(plan, found) == real
 
     def _real(self, plan: Plan, found: int) -> str | None:
