@@ -135,6 +135,25 @@ def test_version_min(cmd: int, platform: str) -> None:
     assert c is not None and c.data == {"platform": platform, "min_os": "10.9.2", "sdk": "11.3.0"}
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize(("add", "want"), [
+    (lambda w: w.add_build_version(platform=1, minos="12.0.0", sdk="13.1.0"), ("13.1.0", "macos")),
+    (lambda w: w.add_build_version(platform=2, sdk="16.4.0"), ("16.4.0", "ios")),
+    (lambda w: w.add_build_version(platform=99, sdk="1.2.3"), ("1.2.3", "99")),
+    (lambda w: w.add_version_min(C.LC_VERSION_MIN_MACOSX, "10.9.0", "10.15.6"), ("10.15.6", "macos")),
+    (lambda w: w.add_version_min(C.LC_VERSION_MIN_WATCHOS, "4.0.0", "6.2.0"), ("6.2.0", "watchos")),
+], ids=["macos", "ios", "unknown-platform", "min-macosx", "min-watchos"])
+def test_build_target_reads_what_the_decoded_data_says(add, want: tuple[str, str], flavour: dict) -> None:  # type: ignore[no-untyped-def]
+    """The (sdk, platform) read from the fixed fields, before `data` is decoded, and after it."""
+    from dyldwatch.formats.macho.loadcommands import build_target
+
+    [cmd] = [c for c in parse_one(add(MachOWriter(**flavour)).build()).commands
+             if c.cmd == C.LC_BUILD_VERSION or c.cmd in C.VERSION_MIN_PLATFORMS]
+    assert build_target(cmd) == want  # not decoded yet
+    assert (cmd.data["sdk"], cmd.data["platform"]) == want  # type: ignore[index]
+    assert build_target(cmd) == want  # from the decoded data
+
+
 @pytest.mark.parametrize("wide", [False, True])
 def test_encryption_info(wide: bool) -> None:
     w = MachOWriter().add_encryption_info(0x4000, 0x2000, 1, is64=wide)

@@ -54,16 +54,22 @@ def details_json(cmd_name: str, data: dict | None) -> str | None:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
+@functools.cache
+def _build_target() -> Callable[[LoadCommand], tuple[str | None, str | None]]:
+    from ..formats.macho.loadcommands import build_target  # the parser loads at the first query
+
+    return build_target
+
+
 def _build(sl: MachOSlice) -> tuple[str | None, str | None]:
     """(sdk, platform) of a slice, LC_BUILD_VERSION winning over LC_VERSION_MIN_*."""
-
-    build = sl.first(C.LC_BUILD_VERSION)
-    if build is not None and build.data:
-        return build.data["sdk"], build.data["platform"]
+    vmin = None
     for c in sl.commands:
-        if c.cmd in C.VERSION_MIN_PLATFORMS and c.data:
-            return c.data["sdk"], c.data["platform"]
-    return None, None
+        if c.cmd == C.LC_BUILD_VERSION:
+            return _build_target()(c)
+        if vmin is None and c.cmd in C.VERSION_MIN_PLATFORMS:
+            vmin = c
+    return _build_target()(vmin) if vmin is not None else (None, None)
 
 
 def link_flags(kind: str, data: dict | None) -> str:

@@ -407,6 +407,21 @@ class _CommandArea:
         deferred(lc, self.buf, lc.offset - self.base, lc.cmd_size, self.st, self.is64)
 
 
+def build_target(lc: LoadCommand) -> tuple[str | None, str | None]:
+    """(sdk, platform) of an LC_BUILD_VERSION or LC_VERSION_MIN_* command, as its `data` gives them,
+    read from the fixed fields alone when `data` is not decoded yet (the tool list is left)."""
+    area = lc._lazy
+    if not isinstance(area, _CommandArea):
+        data = lc.data
+        return (data["sdk"], data["platform"]) if data else (None, None)
+    pos = lc.offset - area.base
+    if lc.cmd == C.LC_BUILD_VERSION:
+        platform, _, sdk, _ = area.st.build.unpack_from(area.buf, pos + 8)
+        return version_string(sdk), C.PLATFORM_NAMES.get(platform, str(platform))
+    _, sdk = area.st.vmin.unpack_from(area.buf, pos + 8)
+    return version_string(sdk), C.VERSION_MIN_PLATFORMS[lc.cmd]
+
+
 def _bad_cmdsize(i: int, cmd: int, cmdsize: int, pos: int, sizeofcmds: int) -> None:
     name = C.lc_name(cmd)
     if cmdsize < 8 or cmdsize & 3:
