@@ -169,6 +169,8 @@ def test_a_repeated_answer_is_sent_again_only_while_nothing_it_depends_on_change
     assert kept == [r for _, rows in first for r in rows]
     assert all(a is b for a, b in zip(kept, (r for _, rows in first for r in rows), strict=True))  # not re-encoded
     assert lc.SCANNER.answers.get((path_constraints(ctx), enc.key)) is not None
+    [(_, sent_again)] = again  # one piece, which knows its length (the adapter does not add it up)
+    assert getattr(sent_again, "size", None) == sum(map(len, kept)) > 0
     (tmp_path / "libplanted.dylib").write_bytes(b"x")  # a dylib planted: live outcome changed
     assert planted(answer()) == "1"
     (tmp_path / "libplanted.dylib").unlink()

@@ -150,7 +150,8 @@ class TablePluginAdapter:
                     if stop.is_set():
                         break
                     out.rows.extend(chunk)
-                    out.size += sum(map(len, chunk))
+                    size = getattr(chunk, "size", None)  # a kept answer knows its own (SizedRows)
+                    out.size += sum(map(len, chunk)) if size is None else size
                     out.last = last if last is not None else out.last
                     if out.size > self.max_bytes:
                         out.cut = "size"

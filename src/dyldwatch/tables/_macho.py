@@ -197,6 +197,19 @@ class _Kept(NamedTuple):
     rows: tuple[bytes, ...]
 
 
+class SizedRows(tuple):  # type: ignore[type-arg]
+    """Encoded rows that know their total length in bytes (`size`): a kept answer sent again,
+    whose length the extension need not add up again row by row."""
+
+    size: int
+
+    @classmethod
+    def of(cls, rows: Iterator[bytes] | Sequence[bytes]) -> SizedRows:
+        out = cls(rows)
+        out.size = sum(map(len, out))
+        return out
+
+
 def _keep(files: list[_Sent], live: LiveColumns | None) -> _Kept:
     checks: dict[Hashable, tuple[tuple[int, Hashable], Hashable]] = {}
     for f in files:
@@ -204,7 +217,7 @@ def _keep(files: list[_Sent], live: LiveColumns | None) -> _Kept:
             checks.setdefault(was if live is not None and live.spec_free(was) else (spec[1], was), (spec, was))
     pairs = list(checks.values())
     return _Kept(tuple((f.path, f.explicit, f.key) for f in files), tuple(p[0] for p in pairs),
-                 tuple(p[1] for p in pairs), tuple(r for f in files for r in f.rows))
+                 tuple(p[1] for p in pairs), SizedRows.of(r for f in files for r in f.rows))
 
 
 #: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
