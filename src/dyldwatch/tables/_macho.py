@@ -416,9 +416,9 @@ class MachOScanner:
             yield req.path, out
 
     def _let_go(self, entry: FileEntry) -> None:
-        """Once a file's rows are encoded (and its live specs known), its parse is not kept: the
-        encoding is what a repeat sends, and a query reading other columns parses the file again
-        (see _entry_and_key). A parse holds about twice the memory of its encoded rows, and a walk
+        """Once a file's rows are encoded, its parse is not kept: the encoding is what a repeat
+        sends, and a query reading other columns (or the first to need its dylib specs) parses the
+        file again (see _entry_and_key). A parse holds about twice the memory of its encoded rows, and a walk
         that keeps each parse makes the process grow by it (fresh pages: the kernel's cost too)."""
         if self.parse_rows is not None:
             entry.parsed = None
@@ -455,8 +455,9 @@ class MachOScanner:
         """The file's entry, and the version it stands for (None when the file could not be read).
 
         A ParseRows table's entry keeps its parse only until its rows are encoded: `wire` says
-        what the caller reads instead (an encoding's key, and whether live specs are needed), and
-        a cached entry without the parse or that is parsed again into it."""
+        what the caller reads instead (an encoding's key, and whether live specs are needed). A
+        cached entry that lacks it has the file parsed again into it (the same version: its other
+        encodings stay)."""
         try:
             st: os.stat_result | None = os.stat(req.path)
         except (OSError, ValueError):
