@@ -418,9 +418,7 @@ class Resolver:
         return ("chain", name, loader_path, rpaths, fallbacks, executable_path, stack)
 
     def outcome(self, spec: Hashable) -> Outcome:
-        name = spec[0]  # type: ignore[index]
-        # most names are absolute: plan_key's first case, without the call
-        key = ("absolute", name, spec[3]) if name[:1] != "@" and "/.." not in name else self.plan_key(spec)  # type: ignore[arg-type,index]
+        key = self.plan_key(spec)  # type: ignore[arg-type]
         hit = self.outcomes.get(key)
         if hit is not None:
             return hit
