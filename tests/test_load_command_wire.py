@@ -186,6 +186,48 @@ def test_a_repeated_answer_is_sent_again_only_while_nothing_it_depends_on_change
     assert _wire(ctx) == _expected(ctx)
 
 
+def test_a_repeat_over_a_settled_directory_skips_the_listing_but_not_a_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory whose stamp is unchanged lists what it listed: a repeat stats the kept files
+    without listing it; a new, replaced or removed file is still seen."""
+    from dyldwatch.host import paths
+
+    monkeypatch.setattr(paths, "SETTLED_NS", 0)  # this directory is fresh: trust its stamp at once
+    listed: list[str] = []
+    real_list_dir = paths._list_dir
+
+    def counting(directory: str, *args: object) -> list[str]:
+        listed.append(directory)
+        return real_list_dir(directory, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(paths, "_list_dir", counting)
+    past = iter(range(1_000_000, 0, -1000))
+
+    def settle() -> None:  # a distinct old mtime after every change, so no change shares a tick
+        t = next(past)
+        os.utime(tmp_path, (t, t))
+
+    (tmp_path / "exe").write_bytes(mw.sample_executable().build())
+    settle()
+    ctx = QueryContext.build({"directory": [(EQ, str(tmp_path))]}, DETECTION)
+
+    def answer() -> set[str]:
+        return {p for p, rows in TABLE().generate_wire(ctx, RowEncoder(TABLE, ctx)) if rows}
+
+    assert answer() == {str(tmp_path / "exe")} and len(listed) == 1
+    assert answer() == {str(tmp_path / "exe")} and len(listed) == 1  # kept answer: no listing
+    (tmp_path / "new").write_bytes(mw.sample_executable().build())
+    settle()
+    assert answer() == {str(tmp_path / "exe"), str(tmp_path / "new")} and len(listed) > 1
+    (tmp_path / "new").write_bytes(b"no longer a Mach-O")  # replaced in place: the directory is unchanged
+    assert answer() == {str(tmp_path / "exe")}
+    answer()
+    (tmp_path / "new").unlink()
+    settle()
+    assert answer() == {str(tmp_path / "exe")}
+    assert _wire(ctx) == _expected(ctx)
+
+
 def test_a_parse_is_let_go_once_encoded_and_read_again_only_for_other_columns(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache keeps a file's encoded rows, not its parse: a repeat reads nothing, a query reading

@@ -79,3 +79,53 @@ def test_bundle_directories_are_one_object(tree: Path) -> None:
         assert not any("main.scpt" in p for p in got)
     plain = [r.path for r in expand_paths(path_constraints(QueryContext.build({"path": [(Op.LIKE, f"{tree}/a/%%")]})))]
     assert f"{tree}/a/tool.scptd/Contents/main.scpt" in plain
+
+
+def _listings(**cons: list[tuple[int, str]]) -> paths.Listings:
+    out: paths.Listings = []
+    list(expand_paths(path_constraints(QueryContext.build(cons)), listings=out))
+    return out
+
+
+def test_a_directory_changed_within_the_last_seconds_cannot_vouch_for_its_listing(tree: Path) -> None:
+    """A change in the same timestamp tick as the listing would leave the stamp as it was."""
+    assert paths.dir_stamp(str(tree / "a")) is None  # just made
+    assert _listings(directory=[(Op.EQUALS, f"{tree}/a")]) == [(f"{tree}/a", None)]
+
+
+def test_listings_are_stamped_and_a_new_entry_moves_the_stamp(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "SETTLED_NS", 0)
+    os.utime(tree / "a", (1_000_000, 1_000_000))
+    os.utime(tree / "a" / "sub", (1_000_000, 1_000_000))
+    listed = _listings(directory=[(Op.EQUALS, f"{tree}/a")])
+    assert [d for d, _ in listed] == [f"{tree}/a"] and listed[0][1] is not None
+    # a walk from a fixed directory, stamped at every level (named without `_`, a LIKE wildcard)
+    plain = Path(f"/tmp/dyldwatch-stamps-{os.getpid()}")
+    plain.symlink_to(tree)
+    try:
+        walked = _listings(path=[(Op.LIKE, f"{plain}/a/%%")])
+    finally:
+        plain.unlink()
+    assert [d for d, _ in walked] == [f"{plain}/a", f"{plain}/a/sub", f"{plain}/a/sub/deep"]
+    assert all(s is not None for _, s in walked)
+    walked = [(d.replace(str(plain), str(tree)), s) for d, s in walked]
+    stamped = tuple((d, s) for d, s in walked if s is not None)
+    assert paths.listings_unchanged(stamped)
+    (tree / "a" / "sub" / "new.dylib").write_bytes(b"x")
+    assert not paths.listings_unchanged(stamped)
+
+
+def test_listings_that_depend_on_more_than_the_directory_are_not_stamped(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "SETTLED_NS", 0)
+    assert _listings(path=[(Op.LIKE, f"{tree}/a/%.dylib")])[0][1] is None  # glob lists on its own
+    assert _listings(path=[(Op.LIKE, f"{tree}/%/one.dylib")])[0][1] is None
+    os.symlink(tree / "b", tree / "a" / "linked")  # left out for being a directory, through a link
+    os.utime(tree / "a", (1_000_000, 1_000_000))
+    assert _listings(directory=[(Op.EQUALS, f"{tree}/a")]) == [(f"{tree}/a", None)]
+    os.unlink(tree / "a" / "linked")
+    os.utime(tree / "a", (1_000_000, 1_000_000))
+    got: paths.Listings = []
+    assert len(list(expand_paths(path_constraints(QueryContext.build({"directory": [(Op.EQUALS, f"{tree}/a")]})),
+                                 limit=1, listings=got))) == 1
+    assert got == [(f"{tree}/a", None)]  # cut by the file limit

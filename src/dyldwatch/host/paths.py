@@ -17,6 +17,7 @@ import glob
 import logging
 import operator
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -27,6 +28,40 @@ log = logging.getLogger(__name__)
 MAX_FILES = 200_000
 #: Upper bound on directory depth for `%%`.
 MAX_DEPTH = 32
+
+
+#: A directory's stamp is trusted only when its last change is at least this much older than the
+#: listing: a change within the same timestamp tick (1 s on HFS+, 2 s on FAT) would not move it.
+SETTLED_NS = 3_000_000_000
+
+#: (st_dev, st_ino, st_mtime_ns, st_ctime_ns) of a directory: adding, removing or renaming an
+#: entry moves its mtime, a change of its permissions its ctime.
+DirStamp = tuple[int, int, int, int]
+
+#: The directory listings an expansion read, each with the stamp the directory had just before;
+#: a stamp of None means the files found depend on more than that listing (a glob, a symlink to a
+#: directory, the file limit, a directory changed too recently to tell), so only a fresh
+#: expansion can say whether they changed.
+Listings = list[tuple[str, "DirStamp | None"]]
+
+
+def dir_stamp(path: str) -> DirStamp | None:
+    """The version of a directory about to be listed, or None when it cannot stand for the
+    listing (unreadable, or changed too recently to tell a later change in the same tick)."""
+    now = time.time_ns()
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if max(st.st_mtime_ns, st.st_ctime_ns) > now - SETTLED_NS:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def listings_unchanged(listings: tuple[tuple[str, DirStamp], ...]) -> bool:
+    """Whether every directory still has the stamp it had when listed: then each lists the same
+    entries, of the same kinds, and an expansion would name the same files in the same order."""
+    return all(dir_stamp(directory) == was for directory, was in listings)
 
 
 class PathRequest(NamedTuple):
@@ -53,19 +88,25 @@ def like_to_glob(pattern: str) -> tuple[str, bool]:
     return "".join(out), recursive
 
 
-def _walk(root: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
+def _walk(root: str, budget: list[int], bundles: tuple[str, ...] = (),
+          listings: Listings | None = None) -> Iterator[str]:
     """Every non-directory entry below root, depth-first, bounded by depth and by budget[0].
 
     Directories whose names end with one of `bundles` (e.g. `.scptd`) are yielded whole instead of
-    being descended into: to their table they are one object."""
+    being descended into: to their table they are one object. Symbolic links are never followed,
+    so what is found depends on the directories' own entries only (see Listings)."""
     stack: list[tuple[str, int]] = [(root, 0)]
     while stack:
         top, depth = stack.pop()
+        if listings is not None:
+            listings.append((top, dir_stamp(top)))
         try:
             with os.scandir(top) as it:
                 entries = sorted(it, key=_NAME)
         except OSError as exc:
             log.debug("cannot list %s: %s", top, exc)
+            if listings is not None:
+                listings[-1] = (top, None)
             continue
         subdirs: list[str] = []
         for entry in entries:
@@ -78,6 +119,8 @@ def _walk(root: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterat
                     subdirs.append(entry.path)
                 continue
             if budget[0] <= 0:
+                if listings is not None:
+                    listings.append((top, None))
                 return
             budget[0] -= 1
             yield entry.path
@@ -95,8 +138,16 @@ def _is_bundle(path: str, bundles: tuple[str, ...]) -> bool:
     return bool(bundles) and path.rstrip("/").endswith(bundles)
 
 
-def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = ()) -> Iterator[str]:
+def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = (),
+                 listings: Listings | None = None) -> Iterator[str]:
     globbed, recursive = like_to_glob(pattern)
+    if (recursive and globbed.endswith("/") and not glob.has_magic(globbed) and _is_dir(globbed)
+            and not _is_bundle(globbed, bundles)):
+        # "/Applications/%%": one walk from a fixed directory, every listing of it stamped
+        yield from _walk(globbed.rstrip("/") or "/", budget, bundles, listings)
+        return
+    if listings is not None:  # glob lists directories of its own, unstamped
+        listings.append((pattern, None))
     if recursive:
         # "/dir/%%" walks every directory the prefix glob names; "/dir/lib%%" also matches files.
         for base in sorted(glob.iglob(globbed + "*" if not globbed.endswith("/") else globbed)):
@@ -120,26 +171,33 @@ def _expand_like(pattern: str, budget: list[int], bundles: tuple[str, ...] = ())
 _NAME = operator.attrgetter("name")
 
 
-def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = ()) -> list[str]:
+def _list_dir(directory: str, budget: list[int], bundles: tuple[str, ...] = (),
+              listings: Listings | None = None) -> list[str]:
     """The files of one directory, by name (a list: the listing is read whole anyway, and a repeated
     query compares it file by file)."""
+    stamp = dir_stamp(directory) if listings is not None else None
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=_NAME)
     except OSError as exc:
         log.info("cannot list directory %s: %s", directory, exc)
-        return []
+        entries, stamp = [], None
     out: list[str] = []
     for entry in entries:
         try:
             if entry.is_dir() and not (bundles and entry.name.endswith(bundles)):
+                if entry.is_symlink():  # left out for what it points to, which can change alone
+                    stamp = None
                 continue
         except OSError:
             pass
         if budget[0] <= 0:
+            stamp = None
             break
         out.append(entry.path)
         budget[0] -= 1
+    if listings is not None:
+        listings.append((directory, stamp))
     return out
 
 
@@ -160,10 +218,13 @@ class PathConstraints:
 
 def expand_paths(
     cons: PathConstraints, *, limit: int = MAX_FILES, bundles: tuple[str, ...] = (),
+    listings: Listings | None = None,
 ) -> Iterator[PathRequest]:
     """Files named by the query's path and directory constraints, de-duplicated, bounded.
 
-    `bundles` names directory suffixes that count as one object (script bundles, applets)."""
+    `bundles` names directory suffixes that count as one object (script bundles, applets).
+    `listings`, when given, receives the directory listings read, with their stamps: while none is
+    None and every directory keeps its stamp, the same constraints expand to the same files."""
     seen: set[str] = {""}  # an empty value names nothing
     budget = [limit]
 
@@ -172,16 +233,18 @@ def expand_paths(
             seen.add(path)
             yield PathRequest(path, True)
     for pattern in cons.path_likes:
-        for hit in _expand_like(pattern, budget, bundles):
+        for hit in _expand_like(pattern, budget, bundles, listings):
             if hit not in seen:
                 seen.add(hit)
                 yield PathRequest(hit, False)
     for directory in cons.directories:
-        for hit in _list_dir(directory, budget, bundles):
+        for hit in _list_dir(directory, budget, bundles, listings):
             if hit not in seen:
                 seen.add(hit)
                 yield PathRequest(hit, False)
     for pattern in cons.directory_likes:
+        if listings is not None:
+            listings.append((pattern, None))
         globbed, recursive = like_to_glob(pattern)
         for d in sorted(glob.iglob(globbed)):
             if not _is_dir(d):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from ..formats.macho.model import MachOError
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
-from ..host.paths import PathRequest, expand_paths
+from ..host.paths import DirStamp, Listings, PathRequest, expand_paths, listings_unchanged
 from .base import QueryContext, Row, error_row, has_path_constraint, path_constraints
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
@@ -189,12 +189,14 @@ class _Sent(NamedTuple):
 
 class _Kept(NamedTuple):
     """An answer kept for a repeat: its files (name and version, in order), the live outcomes its
-    rows hold (each distinct one once, with a spec that gave it) and all its rows in order."""
+    rows hold (each distinct one once, with a spec that gave it), all its rows in order, and the
+    stamped directory listings that named the files (None when a stamp could not stand for one)."""
 
     files: tuple[tuple[str, bool, FileKey], ...]
     specs: tuple[tuple[int, Hashable], ...]
     outcomes: tuple[Hashable, ...]
     rows: tuple[bytes, ...]
+    listings: tuple[tuple[str, DirStamp], ...] | None
 
 
 class SizedRows(tuple):  # type: ignore[type-arg]
@@ -210,14 +212,16 @@ class SizedRows(tuple):  # type: ignore[type-arg]
         return out
 
 
-def _keep(files: list[_Sent], live: LiveColumns | None) -> _Kept:
+def _keep(files: list[_Sent], live: LiveColumns | None, listings: Listings) -> _Kept:
     checks: dict[Hashable, tuple[tuple[int, Hashable], Hashable]] = {}
     for f in files:
         for spec, was in zip(f.specs, f.outcomes, strict=True):
             checks.setdefault(was if live is not None and live.spec_free(was) else (spec[1], was), (spec, was))
     pairs = list(checks.values())
+    stamped = tuple((d, stamp) for d, stamp in listings if stamp is not None)
     return _Kept(tuple((f.path, f.explicit, f.key) for f in files), tuple(p[0] for p in pairs),
-                 tuple(p[1] for p in pairs), SizedRows.of(r for f in files for r in f.rows))
+                 tuple(p[1] for p in pairs), SizedRows.of(r for f in files for r in f.rows),
+                 stamped if len(stamped) == len(listings) else None)
 
 
 #: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
@@ -232,12 +236,14 @@ _ROW_OVERHEAD = 48
 class _Recording:
     """The answer being sent, recorded for a repeat until it proves too large or not reusable."""
 
-    __slots__ = ("files", "size", "on")
+    __slots__ = ("files", "size", "on", "listings")
 
     def __init__(self, on: bool = True) -> None:
         self.files: list[_Sent] = []
         self.size = 0
         self.on = on
+        #: the directory listings the query's files came from (see host.paths.Listings)
+        self.listings: Listings = []
 
     def add(self, path: str, explicit: bool, key: FileKey | None, specs: tuple[tuple[int, Hashable], ...],
             outcomes: tuple[Hashable, ...], rows: tuple[bytes, ...]) -> None:
@@ -281,14 +287,14 @@ class MachOScanner:
         #: re-checks each file's version and each live outcome, and sends the rows again as they are
         self.answers: BoundedCache[_Kept | _Recording] = BoundedCache(ANSWERS, max_weight=ANSWER_BYTES)
 
-    def _requests(self, ctx: QueryContext) -> Iterator[PathRequest]:
+    def _requests(self, ctx: QueryContext, listings: Listings | None = None) -> Iterator[PathRequest]:
         if not has_path_constraint(ctx):
             # osquery refuses a query with no key at all; here the key's value was empty (a join on ''
             # or NULL, which osquery drops): ordinary in joins, so said at INFO (--verbose).
             log.info("%s: no path or directory constraint; returning no rows "
                         "(try: WHERE path LIKE '/Applications/%%%%' or directory = '/usr/local/lib')", self.table)
             return iter(())
-        return expand_paths(path_constraints(ctx))
+        return expand_paths(path_constraints(ctx), listings=listings)
 
     def _rows(self, path: str, entry: FileEntry, need: frozenset[str]) -> tuple[Row, ...]:
         if entry.rows is not None:
@@ -329,7 +335,7 @@ class MachOScanner:
         kept = self.answers.get(shape)
         if kept is not None:
             if isinstance(kept, _Recording):  # compacted at its first reuse, not while answering
-                recorded, kept = kept, _keep(kept.files, live)
+                recorded, kept = kept, _keep(kept.files, live, kept.listings)
                 self.answers.put(shape, kept, weight=max(1, recorded.size))
             again = self._again(ctx, kept, live)
             if again is not None:
@@ -345,26 +351,23 @@ class MachOScanner:
         """The kept answer's rows, as one piece, if the query names the same files, each the same
         version with the same live outcomes; else None (the query is answered afresh)."""
         files = kept.files
-        requests = iter(self._requests(ctx))
-        n = 0
+        if kept.listings is None or not listings_unchanged(kept.listings):
+            # a directory changed (or cannot vouch for its listing): expand the query again
+            asked = [(r.path, r.explicit) for r in self._requests(ctx)]
+            if asked != [(path, explicit) for path, explicit, _ in files]:
+                return None
         stat = os.stat
         try:
-            # files first: zip stops there without taking a request, so one left over means a new file
-            for (_, was_explicit, was), (path, explicit) in zip(files, requests):  # noqa: B905
-                n += 1
-                if path != was[0] or explicit != was_explicit:
-                    return None
+            for path, _, was in files:
                 st = stat(path)  # the version, field by field (FileKey's order), without building one
                 if (st.st_ino != was[2] or st.st_mtime_ns != was[4] or st.st_ctime_ns != was[5]
                         or st.st_size != was[3] or st.st_dev != was[1]):
                     return None
         except (OSError, ValueError):
             return None
-        if n != len(files) or next(requests, None) is not None:
-            return None
         if kept.specs and (live is None or not live.unchanged(kept.specs, kept.outcomes)):
             return None
-        return [(files[-1][0], kept.rows)] if n else []
+        return [(files[-1][0], kept.rows)] if files else []
 
     def _scan_wire(self, ctx: QueryContext, encoder: RowEncoder, live: LiveColumns | None,
                    sent: _Recording) -> Iterator[tuple[str, tuple[bytes, ...]]]:
@@ -375,7 +378,7 @@ class MachOScanner:
         whole = not live_names or live is None
         #: the encoded live columns of each outcome met in this query (many rows name the same dylib)
         live_pairs: dict[Hashable, Pairs] = {}
-        for req in self._requests(ctx):
+        for req in self._requests(ctx, sent.listings if sent.on else None):
             entry, key = self._entry_and_key(req, need, wire=(encoder.key, live is not None))
             if entry.wire is None:
                 entry.wire = {}
