@@ -242,14 +242,17 @@ def running_extension(tmp: str | os.PathLike[str], *, env: Mapping[str, str] | N
             proc.wait()
 
 
-def decode_rows(rows: Iterable[bytes]) -> list[dict[str, str]]:
-    """Rows as the extension encodes them (Thrift map<string,string> each), decoded as osqueryd would."""
+def decode_rows(rows: Iterable[bytes] | bytes) -> list[dict[str, str]]:
+    """Rows as the extension encodes them (Thrift map<string,string> each), decoded as osqueryd would.
+    A piece may hold several rows back to back (a kept answer's RowRun), and may come alone."""
     from thrift.protocol import TBinaryProtocol
     from thrift.transport import TTransport
 
     out = []
-    for raw in rows:
-        proto = TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(raw))
-        _, _, n = proto.readMapBegin()
-        out.append({proto.readString(): proto.readString() for _ in range(n)})
+    for raw in (rows,) if isinstance(rows, bytes) else rows:
+        buf = TTransport.TMemoryBuffer(raw)
+        proto = TBinaryProtocol.TBinaryProtocol(buf)
+        while buf.cstringio_buf.tell() < len(raw):
+            _, _, n = proto.readMapBegin()
+            out.append({proto.readString(): proto.readString() for _ in range(n)})
     return out

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -58,6 +58,24 @@ class Stalling(Table):
         yield {"path": "/late"}
 
 
+class Runs(Table):
+    """Answers in the pieces a kept answer is sent in: single rows and runs of rows joined."""
+
+    name: ClassVar[str] = "runs"
+    description: ClassVar[str] = "rows sent one by one and as joined runs"
+    columns: ClassVar[tuple[Column, ...]] = (Column("n", INTEGER, "a number"),)
+
+    def generate(self, ctx: QueryContext) -> Iterator[Row]:
+        yield from ({"n": n} for n in range(7))
+
+    def generate_wire(self, ctx: QueryContext, encoder: Any) -> Iterator[tuple[str, Any]]:
+        rows = [encoder.encode({"n": n}) for n in range(7)]
+        yield "a", (rows[0],)
+        yield "b", encoder.join_rows(rows[1:4])
+        yield "c", tuple(rows[4:6])
+        yield "d", encoder.join_rows(rows[6:])
+
+
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[FakeOsqueryd, ExtensionRuntime, ExtensionConnection, list[int]]]:
     manager = FakeOsqueryd(tmp_path)
@@ -67,7 +85,7 @@ def served(tmp_path: Path) -> Iterator[tuple[FakeOsqueryd, ExtensionRuntime, Ext
     def terminate(code: int) -> None:
         exits.append(code)
 
-    runtime = ExtensionRuntime(manager.path, timeout=5, interval=0.2, tables=[Numbers, Exploding, Stalling],
+    runtime = ExtensionRuntime(manager.path, timeout=5, interval=0.2, tables=[Numbers, Exploding, Stalling, Runs],
                                terminate=terminate, budget=0.5)
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
@@ -98,6 +116,15 @@ def test_generator_rows_are_string_maps_none_is_a_missing_key(served) -> None:
     resp = conn.generate("numbers", context(constraint("n", (2, "7"), (2, "8"), affinity="INTEGER")))
     assert resp.status.code == 0
     assert resp.response == [{"n": "7", "label": "#7", "missing": ""}, {"n": "8", "label": "#8"}]
+
+
+def test_rows_joined_into_runs_are_counted_and_read_as_rows(served) -> None:
+    """A run of rows is one piece on our side; osqueryd reads the list header's count of maps."""
+    _, _, conn, _ = served
+    resp = conn.generate("runs", context())
+    assert resp.status.code == 0
+    assert resp.response == [{"n": str(n)} for n in range(7)]
+    assert conn.ping().code == 0  # the message ended where the client expected: the stream is in step
 
 
 def test_raising_generate_is_a_failed_status_and_the_extension_keeps_serving(served) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..tables.base import ContextError, Op, QueryContext, Table, TableUsageError
 from ..tables.values import safe_text, to_wire
-from .wire import RowEncoder, encode_pairs, row_bytes
+from .wire import EncodedRows, RowEncoder, encode_pairs, row_bytes
 
 __all__ = ["DEFAULT_BUDGET", "MAX_RESPONSE_BYTES", "TablePluginAdapter", "budget_from_env", "cut_row", "render_row",
            "render_rows", "safe_text", "to_wire"]
@@ -116,15 +116,15 @@ class TablePluginAdapter:
         elapsed = time.monotonic() - started
         rows = out.rows
         if out.cut is not None:
+            rows = rows.snapshot()  # the walk of a query cut by time may still be adding rows
             why = (f"{elapsed:.1f}s (the extension's per-query budget is {self.budget:g}s, under osquery's Thrift "
                    "call timeout)" if out.cut == "time" else
                    f"{out.size >> 20} MB of rows (the extension's per-answer cap, which bounds its memory)")
-            log.warning("%s: generate cut after %d rows: %s", self.table.name, len(rows), why)
-            note = cut_row(self.table, ctx, len(rows), out.last, why)
+            log.warning("%s: generate cut after %d rows: %s", self.table.name, rows.count, why)
+            note = cut_row(self.table, ctx, rows.count, out.last, why)
             if note is not None:
-                rows = rows[:len(rows)]
-                rows.append(note)
-        log.debug("%s: %d rows, %d bytes in %.3fs", self.table.name, len(rows), out.size, elapsed)
+                rows.add((note,))
+        log.debug("%s: %d rows, %d bytes in %.3fs", self.table.name, rows.count, out.size, elapsed)
         return 0, "OK", rows
 
     def _generate(self, ctx: QueryContext) -> _Answer:
@@ -149,9 +149,7 @@ class TablePluginAdapter:
                 for last, chunk in gen:
                     if stop.is_set():
                         break
-                    out.rows.extend(chunk)
-                    size = getattr(chunk, "size", None)  # a kept answer knows its own (SizedRows)
-                    out.size += sum(map(len, chunk)) if size is None else size
+                    out.size += out.rows.add(chunk)
                     out.last = last if last is not None else out.last
                     if out.size > self.max_bytes:
                         out.cut = "size"
@@ -218,7 +216,7 @@ class _Answer:
     __slots__ = ("rows", "size", "last", "cut")
 
     def __init__(self) -> None:
-        self.rows: list[bytes] = []
+        self.rows = EncodedRows()
         self.size = 0
         self.last: str | None = None
         self.cut: str | None = None

@@ -90,6 +90,43 @@ def map_bytes(count: int, data: bytes) -> bytes:
     return _MAP_HEAD.pack(TType.STRING, TType.STRING, count) + data
 
 
+class RowRun(bytes):
+    """Encoded rows back to back, as one piece, and how many (`rows`): a kept answer is sent again
+    as it is, without its rows being gathered and joined again one by one."""
+
+    rows: int
+
+
+def join_rows(rows: Sequence[bytes]) -> RowRun:
+    """One piece holding `rows` in order."""
+    run = RowRun(b"".join(rows))
+    run.rows = len(rows)
+    return run
+
+
+class EncodedRows(list):  # type: ignore[type-arg]
+    """An answer's encoded rows as the pieces they are sent in (a row, or a RowRun of several), and
+    how many rows they hold (`count`, what the answer's list header says)."""
+
+    count: int = 0
+
+    def add(self, chunk: Sequence[bytes] | RowRun) -> int:
+        """Append one chunk of a table's answer; returns its length in bytes."""
+        if isinstance(chunk, RowRun):
+            self.append(chunk)
+            self.count += chunk.rows
+            return len(chunk)
+        self.extend(chunk)
+        self.count += len(chunk)
+        return sum(map(len, chunk))
+
+    def snapshot(self) -> EncodedRows:
+        """A copy, counted from its own pieces (the original may be growing in another thread)."""
+        copy = EncodedRows(self)
+        copy.count = sum(p.rows if isinstance(p, RowRun) else 1 for p in copy)
+        return copy
+
+
 def extend_row(row: bytes, more: Pairs) -> bytes:
     """An encoded row with more pairs after its own (the count in its map header raised to match)."""
     if not more.count:
@@ -157,6 +194,7 @@ class RowEncoder:
 
     map_bytes = staticmethod(map_bytes)
     extend_row = staticmethod(extend_row)
+    join_rows = staticmethod(join_rows)
 
 
 class RowTransport:
@@ -199,6 +237,9 @@ class RowTransport:
     PIECE = 256
 
     def write_many(self, bufs: Sequence[bytes]) -> None:
+        if len(bufs) == 1:  # a kept answer's RowRun: already one piece
+            self._out.append(bufs[0])
+            return
         step = self.PIECE
         self._out.extend(b"".join(bufs[i:i + step]) for i in range(0, len(bufs), step))
 
@@ -235,8 +276,9 @@ class EncodedResponse:
         trans.write(_FIELD.pack(TType.STRUCT, 0))  # call_result.success
         trans.write(_FIELD.pack(TType.STRUCT, 1))  # ExtensionResponse.status
         self.status.write(oprot)
-        trans.write(_FIELD.pack(TType.LIST, 2) + _LIST_HEAD.pack(TType.MAP, len(self.rows)))
         rows = self.rows
+        count = rows.count if isinstance(rows, EncodedRows) else len(rows)
+        trans.write(_FIELD.pack(TType.LIST, 2) + _LIST_HEAD.pack(TType.MAP, count))
         write_many = getattr(trans, "write_many", None)
         for start in range(0, len(rows), _BATCH):
             if write_many is not None:  # RowTransport: the rows themselves go to the kernel

@@ -195,24 +195,12 @@ class _Kept(NamedTuple):
     files: tuple[tuple[str, bool, FileKey], ...]
     specs: tuple[tuple[int, Hashable], ...]
     outcomes: tuple[Hashable, ...]
-    rows: tuple[bytes, ...]
+    rows: bytes  # one piece (the encoder's join_rows): sent again as it is
     listings: tuple[tuple[str, DirStamp], ...] | None
 
 
-class SizedRows(tuple):  # type: ignore[type-arg]
-    """Encoded rows that know their total length in bytes (`size`): a kept answer sent again,
-    whose length the extension need not add up again row by row."""
-
-    size: int
-
-    @classmethod
-    def of(cls, rows: Iterator[bytes] | Sequence[bytes]) -> SizedRows:
-        out = cls(rows)
-        out.size = sum(map(len, out))
-        return out
-
-
-def _keep(files: list[_Sent], live: LiveColumns | None, listings: Listings) -> _Kept:
+def _keep(files: list[_Sent], live: LiveColumns | None, listings: Listings,
+          join: Callable[[Sequence[bytes]], bytes]) -> _Kept:
     checks: dict[Hashable, tuple[tuple[int, Hashable], Hashable]] = {}
     for f in files:
         for spec, was in zip(f.specs, f.outcomes, strict=True):
@@ -220,13 +208,14 @@ def _keep(files: list[_Sent], live: LiveColumns | None, listings: Listings) -> _
     pairs = list(checks.values())
     stamped = tuple((d, stamp) for d, stamp in listings if stamp is not None)
     return _Kept(tuple((f.path, f.explicit, f.key) for f in files), tuple(p[0] for p in pairs),
-                 tuple(p[1] for p in pairs), SizedRows.of(r for f in files for r in f.rows),
+                 tuple(p[1] for p in pairs), join([r for f in files for r in f.rows]),
                  stamped if len(stamped) == len(listings) else None)
 
 
-#: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes one may
-#: hold. Their rows are the cached files' own bytes while those stay cached; an answer larger than
-#: this would keep rows alive past the file cache's bound, so it is not kept (its files still are).
+#: Answers kept per scanner (a schedule repeats a handful of query shapes), and the bytes they may
+#: hold together. An answer is recorded with the cached files' own row bytes and joined into one
+#: piece when it is first asked again (a copy, which this bounds); an answer larger than this is
+#: not kept (its files still are).
 ANSWERS = 8
 ANSWER_BYTES = 4 << 20
 #: Bytes a kept row costs besides its encoding (the bytes object, its slot in the answer).
@@ -322,11 +311,12 @@ class MachOScanner:
                         row = {**row, **live.columns(live.outcome(spec))}
                 yield row if private else {k: v for k, v in row.items() if k[:1] != "_"}
 
-    def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+    def scan_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...] | bytes]]:
         """(path, encoded rows) per file, for the extension: what `scan` yields, encoded for the
         query's columns; the part that does not depend on the file system now is encoded once per
         file version and column set, and reused. A query asked before over files that are all
-        unchanged, whose live outcomes are unchanged too, gets the rows it got then."""
+        unchanged, whose live outcomes are unchanged too, gets the rows it got then, as one
+        piece (a RowRun, see extension.wire)."""
         live = self.live(ctx) if self.live is not None else None
         if not has_path_constraint(ctx):
             yield from self._scan_wire(ctx, encoder, live, _Recording(on=False))
@@ -335,7 +325,7 @@ class MachOScanner:
         kept = self.answers.get(shape)
         if kept is not None:
             if isinstance(kept, _Recording):  # compacted at its first reuse, not while answering
-                recorded, kept = kept, _keep(kept.files, live, kept.listings)
+                recorded, kept = kept, _keep(kept.files, live, kept.listings, encoder.join_rows)
                 self.answers.put(shape, kept, weight=max(1, recorded.size))
             again = self._again(ctx, kept, live)
             if again is not None:
@@ -347,7 +337,7 @@ class MachOScanner:
             self.answers.put(shape, sent, weight=max(1, sent.size))
 
     def _again(self, ctx: QueryContext, kept: _Kept,
-               live: LiveColumns | None) -> list[tuple[str, tuple[bytes, ...]]] | None:
+               live: LiveColumns | None) -> list[tuple[str, bytes]] | None:
         """The kept answer's rows, as one piece, if the query names the same files, each the same
         version with the same live outcomes; else None (the query is answered afresh)."""
         files = kept.files

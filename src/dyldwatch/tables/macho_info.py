@@ -76,6 +76,6 @@ class MachoInfoTable(Table):
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         return INFO_SCANNER.scan(ctx)
 
-    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...] | bytes]]:
         """Encoded rows for the extension, reused for unchanged files (see MachOScanner.scan_wire)."""
         return INFO_SCANNER.scan_wire(ctx, encoder)

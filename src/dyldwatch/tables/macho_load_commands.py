@@ -654,7 +654,7 @@ class MachoLoadCommandsTable(Table):
     def generate(self, ctx: QueryContext) -> Iterator[Row]:
         return SCANNER.scan(ctx)
 
-    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+    def generate_wire(self, ctx: QueryContext, encoder: RowEncoder) -> Iterator[tuple[str, tuple[bytes, ...] | bytes]]:
         """Encoded rows for the extension: a cached file's rows are encoded once per column set;
         the resolution columns are computed and encoded for every query."""
         return SCANNER.scan_wire(ctx, encoder)
