@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dyldwatch.host.cache import BoundedCache
-from dyldwatch.host.files import FileProblem, FileSource
+from dyldwatch.host.files import FileProblem, FileSource, exists
 
 
 def test_reads_ranges_and_short_at_eof(tmp_path: Path) -> None:
@@ -71,3 +71,14 @@ def test_bounded_cache_evicts_oldest_and_counts() -> None:
     c.put("c", 3)  # evicts b, the least recently used
     assert c.get("b") is None and c.get("a") == 1 and c.get("c") == 3
     assert c.get_or_compute("d", lambda: 4) == 4 and len(c) == 2
+
+
+def test_exists_answers_as_os_path_exists(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "to-file").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    names = ["file", "dir", "to-file", "dangling", "gone", "file/under-a-file", "nul\0name"]
+    got = {n: exists(str(tmp_path / n)) for n in names}
+    assert got == {n: os.path.exists(str(tmp_path / n)) for n in names}
+    assert got["file"] and got["to-file"] and not got["dangling"] and not got["nul\0name"]

@@ -135,3 +135,13 @@ def stat_key(path: str) -> FileKey | None:
         return FileKey.of(path, os.stat(path))
     except (OSError, ValueError):
         return None
+
+
+def exists(path: str) -> bool:
+    """Whether a path names something, links followed (os.path.exists's answer). access(F_OK) says
+    so without building a stat result, at a third of the cost: a dylib resolution checks one or
+    more candidates for every distinct install name of every query."""
+    try:
+        return os.access(path, os.F_OK)
+    except (OSError, ValueError):  # a name holding NUL names nothing
+        return False

@@ -24,7 +24,7 @@ from ..formats.macho.resolve import (
     plan_dylib,
 )
 from ..host.cache import BoundedCache
-from ..host.files import FileProblem, FileSource
+from ..host.files import FileProblem, FileSource, exists
 from ._macho import MachOScanner, ParsedFile
 from .base import BIGINT, DIRECTORY_KEY, INTEGER, PATH_KEY, TEXT, Column, QueryContext, Row, Table
 
@@ -379,7 +379,7 @@ class Resolver:
     def exists(self, path: str) -> bool:
         hit = self.known.get(path)
         if hit is None:
-            hit = self.known[path] = os.path.exists(path)
+            hit = self.known[path] = exists(path)
         return hit
 
     def realpath(self, path: str) -> str:
@@ -527,7 +527,7 @@ class RootedResolver(Resolver):
     def exists(self, path: str) -> bool:
         hit = self.known.get(path)
         if hit is None:
-            hit = self.known[path] = os.path.exists(self.root + path)
+            hit = self.known[path] = exists(self.root + path)
         return hit
 
     def realpath(self, path: str) -> str:
