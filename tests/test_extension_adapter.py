@@ -189,6 +189,55 @@ def test_budget_cuts_a_walk_that_yields_nothing(served) -> None:
     assert conn.generate("numbers", context()).status.code == 0  # the budget is per call
 
 
+def test_a_connection_per_call_starts_no_thread_and_a_long_call_delays_no_other(
+        served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """osqueryd connects anew for every call (callExtension, osquery/extensions/extensions.cpp)."""
+    manager, runtime, _, _ = served
+    path = f"{manager.path}.{runtime.uuid}"
+
+    def call() -> None:
+        conn = ExtensionConnection(path)
+        assert conn.generate("numbers", context()).status.code == 0
+        conn.close()
+
+    for _ in range(8):  # the first ones may start acceptors until enough wait
+        call()
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting)
+    for _ in range(16):  # one after another: the waiting acceptors take them (a thread per call did not)
+        call()
+    assert len(started) <= 2, started
+    monkeypatch.undo()
+    slow: list[float] = []
+
+    def stall() -> None:
+        started = time.monotonic()
+        conn = ExtensionConnection(path)
+        assert "walk cut" in conn.generate("stalling", context(constraint("path", (2, "/x"))
+                                                              )).response[0]["error"]
+        conn.close()
+        slow.append(time.monotonic() - started)
+
+    calls = [threading.Thread(target=stall) for _ in range(3)]  # three long calls at once
+    for t in calls:
+        t.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    conn = ExtensionConnection(path)
+    assert conn.generate("numbers", context()).status.code == 0  # answered while they run
+    quick = time.monotonic() - started
+    conn.close()
+    for t in calls:
+        t.join(10)
+    assert len(slow) == 3 and quick < min(slow) - 0.1
+
+
 def test_walking_threads_are_reused_and_a_busy_one_never_blocks_the_next_call() -> None:
     from dyldwatch.extension.adapter import Workers
 

@@ -153,6 +153,8 @@ class ExtensionRuntime:
         self.listener: Any = None
         self.exit_code = 0
         self._exiting = threading.Event()
+        self._acceptor_lock = threading.Lock()
+        self._idle_acceptors = 0
 
     def register(self) -> Any:
         _, _, tt = _thrift()
@@ -247,16 +249,44 @@ class ExtensionRuntime:
         pfactory = protocol_factory()
         threading.Thread(target=self.watch, name="manager-watch", daemon=True).start()
         try:
-            while not self._exiting.is_set():
-                try:
-                    conn, _ = self.listener.accept()
-                except OSError:
-                    if self._exiting.is_set():
-                        break
-                    raise
-                threading.Thread(target=self._serve_client, args=(processor, pfactory, conn), daemon=True).start()
+            self._accept(processor, pfactory)  # this thread is an acceptor too, until we exit
         finally:
             self.cleanup()
+
+    #: Acceptors kept waiting between calls. osqueryd opens a connection for every call
+    #: (callExtension in osquery/extensions/extensions.cpp), so a thread started per connection
+    #: would cost every call a thread start. Calls in quick succession (a join's) overlap a
+    #: little: the next connection arrives before the thread that served the last one has seen
+    #: it close, so a few wait.
+    IDLE_ACCEPTORS = 4
+
+    def _accept(self, processor: Any, pfactory: Any) -> None:
+        """Accept a connection, serve it, and accept again (leader/followers): the thread that
+        accepts serves, with no handoff. Whichever thread takes the last waiting place starts
+        another, so a long call never delays the next connection; surplus ones end."""
+        main = threading.current_thread() is threading.main_thread()
+        with self._acceptor_lock:
+            self._idle_acceptors += 1
+        while not self._exiting.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError as exc:
+                if not self._exiting.is_set():  # e.g. out of file descriptors: osqueryd restarts us
+                    log.error("cannot accept connections on %s: %s; exiting", self.server_path, exc)
+                    self.exit(1)
+                break
+            with self._acceptor_lock:
+                self._idle_acceptors -= 1
+                more = self._idle_acceptors == 0
+            if more:
+                threading.Thread(target=self._accept, args=(processor, pfactory), name="acceptor", daemon=True).start()
+            self._serve_client(processor, pfactory, conn)
+            with self._acceptor_lock:
+                if self._idle_acceptors >= self.IDLE_ACCEPTORS and not main:
+                    return
+                self._idle_acceptors += 1
+        with self._acceptor_lock:
+            self._idle_acceptors -= 1
 
     @staticmethod
     def _serve_client(processor: Any, pfactory: Any, conn: Any) -> None:
