@@ -104,18 +104,31 @@ def _decode(data: bytes) -> Any:
 
 
 class Extension:
-    """One running extension and a connection to it, calls timed and accounted."""
+    """One running extension, called as osqueryd calls it: a connection of its own for every call
+    (callExtension in osquery/extensions/extensions.cpp), timed from the connect; calls accounted."""
 
     def __init__(self, pid: int, socket_path: str) -> None:
         self.pid = pid
-        sock = TSocket.TSocket(unix_socket=socket_path)
+        self.socket_path = socket_path
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[tuple[Any, Any]]:
+        """(socket, client) for one call."""
+        sock = TSocket.TSocket(unix_socket=self.socket_path)
         sock.setTimeout(600_000)  # calls may run longer than the harness client's 120 s
-        self.transport = TTransport.TBufferedTransport(sock)
-        # osqueryd decodes answers in C++; the accelerated reader is the closest Python gets to it,
-        # so the client's own decoding does not dominate what is measured.
-        self.client = Wire.Client(TBinaryProtocol.TBinaryProtocolAccelerated(self.transport))
-        self.transport.open()
-        self.recorder = _Recorder(sock)
+        transport = TTransport.TBufferedTransport(sock)
+        transport.open()
+        try:
+            # osqueryd decodes answers in C++; the accelerated reader is the closest Python gets to
+            # it, so the client's own decoding does not dominate what is measured.
+            yield sock, Wire.Client(TBinaryProtocol.TBinaryProtocolAccelerated(transport))
+        finally:
+            transport.close()
+
+    def call(self, table: str, request: dict[str, str]) -> Any:
+        """One call, its answer decoded (what the pack benchmarks' SQL reads)."""
+        with self.connection() as (_, client):
+            return client.call("table", table, request)
 
     def cpu(self) -> float:
         with open(f"/proc/{self.pid}/stat") as fh:
@@ -179,8 +192,9 @@ class Extension:
 
     def _timed(self, table: str, text: str) -> tuple[float, bytes]:
         t = time.perf_counter()
-        self.client.send_call("table", table, {"action": "generate", "context": text})
-        data, arrived = self.recorder.read_answer(ANSWER_SIZES.get((table, text), 0))
+        with self.connection() as (sock, client):
+            client.send_call("table", table, {"action": "generate", "context": text})
+            data, arrived = _Recorder(sock).read_answer(ANSWER_SIZES.get((table, text), 0))
         ANSWER_SIZES[(table, text)] = len(data)
         self._last = data
         return arrived - t, data
@@ -217,11 +231,7 @@ def extension(budget: float = 290.0) -> Iterator[Extension]:
             tmp, interval=5, verbose=False, cpus=EXTENSION_CPUS,
             env={"DYLDWATCH_GENERATE_BUDGET": str(budget)}) as (manager, proc, _):
         uuid = manager.handler.registrations[-1].uuid
-        ext = Extension(proc.pid, f"{manager.path}.{uuid}")
-        try:
-            yield ext
-        finally:
-            ext.transport.close()
+        yield Extension(proc.pid, f"{manager.path}.{uuid}")
 
 
 def eq(column: str, *values: str) -> dict[str, Any]:

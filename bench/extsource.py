@@ -97,7 +97,7 @@ class ExtensionSource:
     def rows(self, ctx: QueryContext, state: RunState) -> Iterable[dict[str, str]]:
         text = context_json(self.facts, ctx)
         t = time.perf_counter()
-        resp = self.ext.client.call("table", self.facts.name, {"action": "generate", "context": text})
+        resp = self.ext.call(self.facts.name, {"action": "generate", "context": text})
         u = self.accounts.current
         u.seconds += time.perf_counter() - t
         u.calls += 1
