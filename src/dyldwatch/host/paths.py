@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .files import FileKey, stat_key
+
 log = logging.getLogger(__name__)
 
 #: Upper bound on files one query may expand to (a runaway `%%` on `/` stops here, logged).
@@ -34,31 +36,26 @@ MAX_DEPTH = 32
 #: listing: a change within the same timestamp tick (1 s on HFS+, 2 s on FAT) would not move it.
 SETTLED_NS = 3_000_000_000
 
-#: (st_dev, st_ino, st_mtime_ns, st_ctime_ns) of a directory: adding, removing or renaming an
-#: entry moves its mtime, a change of its permissions its ctime.
-DirStamp = tuple[int, int, int, int]
-
-#: The directory listings an expansion read, each with the stamp the directory had just before;
+#: The directory listings an expansion read, each with the version the directory had just before
+#: (its FileKey: adding, removing or renaming an entry moves its mtime, a change of its
+#: permissions its ctime);
 #: a stamp of None means the files found depend on more than that listing (a glob, a symlink to a
 #: directory, the file limit, a directory changed too recently to tell), so only a fresh
 #: expansion can say whether they changed.
-Listings = list[tuple[str, "DirStamp | None"]]
+Listings = list[tuple[str, "FileKey | None"]]
 
 
-def dir_stamp(path: str) -> DirStamp | None:
+def dir_stamp(path: str) -> FileKey | None:
     """The version of a directory about to be listed, or None when it cannot stand for the
     listing (unreadable, or changed too recently to tell a later change in the same tick)."""
     now = time.time_ns()
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
+    key = stat_key(path)
+    if key is None or max(key.mtime_ns, key.ctime_ns) > now - SETTLED_NS:
         return None
-    if max(st.st_mtime_ns, st.st_ctime_ns) > now - SETTLED_NS:
-        return None
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return key
 
 
-def listings_unchanged(listings: tuple[tuple[str, DirStamp], ...]) -> bool:
+def listings_unchanged(listings: tuple[tuple[str, FileKey], ...]) -> bool:
     """Whether every directory still has the stamp it had when listed: then each lists the same
     entries, of the same kinds, and an expansion would name the same files in the same order."""
     return all(dir_stamp(directory) == was for directory, was in listings)

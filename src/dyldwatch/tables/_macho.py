@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from ..formats.macho.model import MachOError
 from ..host.cache import BoundedCache
 from ..host.files import FileKey, FileProblem, FileSource
-from ..host.paths import DirStamp, Listings, PathRequest, expand_paths, listings_unchanged
+from ..host.paths import Listings, PathRequest, expand_paths, listings_unchanged
 from .base import QueryContext, Row, error_row, has_path_constraint, path_constraints
 
 if TYPE_CHECKING:  # the parsers (and numpy) load at the first query, not at registration
@@ -196,7 +196,7 @@ class _Kept(NamedTuple):
     specs: tuple[tuple[int, Hashable], ...]
     outcomes: tuple[Hashable, ...]
     rows: bytes  # one piece (the encoder's join_rows): sent again as it is
-    listings: tuple[tuple[str, DirStamp], ...] | None
+    listings: tuple[tuple[str, FileKey], ...] | None
 
 
 def _keep(files: list[_Sent], live: LiveColumns | None, listings: Listings,
